@@ -1,0 +1,829 @@
+//! The agent loop: one task that owns the producer, the verifier, the tracker and the state
+//! batch, so that every decision sees one consistent picture and a saved batch is a
+//! consistent cut (pending probes, positions and totals agree).
+//!
+//! Blocking librdkafka calls (metadata, watermarks) run on the blocking pool and come back
+//! as [`Background`] messages; nothing in the loop blocks.
+
+mod status;
+mod store;
+mod verdicts;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use status::{Health, PartitionStatus, SeqAt, Status, TotalsView};
+pub use store::Store;
+
+use crate::canary::producer::{self, CanaryProducer, Report, SentProbe};
+use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
+use crate::config::Config;
+use crate::ledger::{Batch, Loaded, PartitionRow, SavedPartition};
+use crate::metrics::Metrics;
+use crate::probe::{self, Probe};
+use crate::tracker::{Ack, PendingProbe, Record, Tracker, TrackerConfig, Verdict};
+use crate::verifier::{Fetched, Verifier};
+
+/// Sequence numbers reserved per ledger write. A crash skips at most this many.
+const SEQ_BLOCK: u64 = 1000;
+/// Distinct other instances counted by name; beyond it they are counted as "other".
+const MAX_OTHER_INSTANCES: usize = 256;
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Results of work done off the loop.
+enum Background {
+    Metadata(Result<TopicView, TopicError>),
+    Created(Result<(), TopicError>),
+    Starts(Vec<(i32, Result<i64, KafkaError>)>),
+    Watermarks {
+        partition: i32,
+        result: Result<(i64, i64), KafkaError>,
+    },
+}
+
+struct PartState {
+    info: PartitionInfo,
+    next_seq: u64,
+    reserved_seq: u64,
+    producing: bool,
+    last_acked: Option<SeqAt>,
+    last_verified: Option<SeqAt>,
+    send_failed: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("invalid value for `kafka.properties`: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot start the state writer: {0}")]
+    Store(#[source] std::io::Error),
+}
+
+pub struct Agent {
+    cfg: Config,
+    topic: String,
+    instance: Uuid,
+    client_cfg: ClientConfig,
+    tracker: Tracker,
+    producer: Arc<CanaryProducer>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    verifier: Verifier,
+    main_queue: tokio::task::JoinHandle<()>,
+    store: Store,
+    metrics: Metrics,
+    health: Arc<Health>,
+    status: watch::Sender<Arc<Status>>,
+    saved: BTreeMap<i32, SavedPartition>,
+    parts: BTreeMap<i32, PartState>,
+    starting: BTreeSet<i32>,
+    /// Metadata of partitions whose start offset is being read.
+    pending_infos: BTreeMap<i32, PartitionInfo>,
+    batch: Batch,
+    verdicts: Vec<Verdict>,
+    payload: Vec<u8>,
+    reseek: BTreeSet<i32>,
+    other_instances: BTreeSet<Uuid>,
+    bg_tx: mpsc::Sender<Background>,
+    bg_rx: mpsc::Receiver<Background>,
+    metadata_loaded: bool,
+    creating: bool,
+}
+
+/// librdkafka settings shared by the producer and the verifier.
+pub fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
+    for (k, v) in &cfg.kafka.properties {
+        c.set(k, v.expose());
+    }
+    c
+}
+
+impl Agent {
+    /// Builds the agent from a loaded ledger. Fails only on configuration the Kafka client
+    /// refuses.
+    pub fn new(
+        cfg: Config,
+        loaded: Loaded,
+        store: Store,
+        metrics: Metrics,
+        health: Arc<Health>,
+        status: watch::Sender<Arc<Status>>,
+    ) -> Result<Agent, AgentError> {
+        let client_cfg = client_config(&cfg);
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let timeout_ms = u64::try_from(cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
+        let producer = Arc::new(
+            producer::create(&client_cfg, timeout_ms, report_tx).map_err(AgentError::Client)?,
+        );
+        let verifier = Verifier::create(&client_cfg, &cfg.canary.topic, loaded.instance)
+            .map_err(AgentError::Client)?;
+        let errors = metrics.consumer_errors.clone();
+        let topic_label = cfg.canary.topic.clone();
+        let main_queue = tokio::spawn(crate::verifier::serve_main_queue(
+            verifier.consumer().clone(),
+            move |e: &KafkaError| {
+                errors.with_label_values(&[&topic_label, "client"]).inc();
+                tracing::debug!(error = %e, "verifier consumer error");
+            },
+        ));
+        let tracker = Tracker::new(TrackerConfig {
+            late_threshold_us: i64::try_from(cfg.canary.late_threshold.as_micros())
+                .unwrap_or(i64::MAX),
+            max_pending: cfg.canary.max_pending_per_partition,
+            unmatched_after_us: i64::try_from((cfg.canary.delivery_timeout * 4).as_micros())
+                .unwrap_or(i64::MAX)
+                .max(300_000_000),
+            ..TrackerConfig::default()
+        });
+        let (bg_tx, bg_rx) = mpsc::channel(64);
+        let topic = cfg.canary.topic.clone();
+        tracing::info!(instance = %loaded.instance, topic, restored_partitions = loaded.partitions.len(), "agent starting");
+        health.set_not_ready("waiting for canary topic metadata");
+        Ok(Agent {
+            topic,
+            instance: loaded.instance,
+            client_cfg,
+            tracker,
+            producer,
+            reports,
+            verifier,
+            main_queue,
+            store,
+            metrics,
+            health,
+            status,
+            saved: loaded.partitions,
+            parts: BTreeMap::new(),
+            starting: BTreeSet::new(),
+            pending_infos: BTreeMap::new(),
+            batch: Batch::default(),
+            verdicts: Vec::new(),
+            payload: Vec::new(),
+            reseek: BTreeSet::new(),
+            other_instances: BTreeSet::new(),
+            bg_tx,
+            bg_rx,
+            metadata_loaded: false,
+            creating: false,
+            cfg,
+        })
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut probe_tick = tokio::time::interval(self.cfg.canary.probe_interval);
+        let mut meta_tick = tokio::time::interval(self.cfg.canary.metadata_refresh);
+        let mut flush_tick = tokio::time::interval(self.cfg.state.flush_interval);
+        let mut house_tick = tokio::time::interval(Duration::from_secs(1));
+        for t in [
+            &mut probe_tick,
+            &mut meta_tick,
+            &mut flush_tick,
+            &mut house_tick,
+        ] {
+            t.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(r) = self.reports.recv() => self.on_report(r),
+                (p, f) = self.verifier.next() => self.on_fetched(p, f),
+                Some(bg) = self.bg_rx.recv() => self.on_background(bg),
+                _ = probe_tick.tick() => self.send_probes().await,
+                _ = meta_tick.tick() => self.refresh_metadata(),
+                _ = flush_tick.tick() => self.flush(false),
+                _ = house_tick.tick() => self.housekeeping(),
+            }
+        }
+        self.shutdown().await;
+    }
+
+    async fn send_probes(&mut self) {
+        let now = now_us();
+        let producing: Vec<i32> = self
+            .parts
+            .iter()
+            .filter(|(_, s)| s.producing)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in producing {
+            let pl = p.to_string();
+            if !self.tracker.can_send(p) {
+                self.metrics
+                    .send_held_back
+                    .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                    .inc();
+                continue;
+            }
+            let Some(seq) = self.alloc_seq(p).await else {
+                continue;
+            };
+            let labels = [self.topic.as_str(), pl.as_str()];
+            Probe {
+                instance: self.instance,
+                partition: p,
+                seq,
+                produced_at_us: now,
+            }
+            .encode_into(self.cfg.canary.payload_bytes, &mut self.payload);
+            let sent = SentProbe {
+                partition: p,
+                seq,
+                produced_at_us: now,
+                sent_at: Instant::now(),
+                sent_epoch: self.tracker.epoch(p),
+            };
+            self.metrics.sent.with_label_values(&labels).inc();
+            if let Err((reason, probe)) =
+                producer::send(&self.producer, &self.topic, &self.payload, sent)
+            {
+                self.on_report(Report::Failed { probe, reason });
+            }
+        }
+    }
+
+    /// The next sequence number of `p`, reserving a new block durably when needed.
+    async fn alloc_seq(&mut self, p: i32) -> Option<u64> {
+        let st = self.parts.get_mut(&p)?;
+        if st.next_seq >= st.reserved_seq {
+            let reserved = st.next_seq + SEQ_BLOCK;
+            if let Err(error) = self.store.reserve(p, st.next_seq, reserved).await {
+                tracing::error!(partition = p, %error, "cannot reserve sequence numbers; not probing");
+                return None;
+            }
+            st.reserved_seq = reserved;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        Some(seq)
+    }
+
+    fn on_report(&mut self, r: Report) {
+        let now = now_us();
+        let mut touched = None;
+        match r {
+            Report::Acked { probe, offset } => {
+                let p = probe.partition;
+                touched = Some(p);
+                let pl = p.to_string();
+                let labels = [self.topic.as_str(), pl.as_str()];
+                self.metrics.acked.with_label_values(&labels).inc();
+                self.metrics
+                    .ack_latency
+                    .with_label_values(&labels)
+                    .observe(probe.sent_at.elapsed().as_secs_f64());
+                let broker = self.parts.get(&p).map_or(-1, |s| s.info.leader);
+                let ack = Ack {
+                    seq: probe.seq,
+                    offset,
+                    broker,
+                    produced_at_us: probe.produced_at_us,
+                    sent_epoch: probe.sent_epoch,
+                };
+                self.tracker.on_ack(p, ack, now, &mut self.verdicts);
+                // Saved as pending; a verdict in the same batch removes it again if resolved.
+                self.batch.inserted.push((
+                    p,
+                    PendingProbe {
+                        seq: probe.seq,
+                        offset,
+                        broker,
+                        produced_at_us: probe.produced_at_us,
+                        acked_at_us: now,
+                        epoch: probe.sent_epoch,
+                    },
+                ));
+                if let Some(st) = self.parts.get_mut(&p) {
+                    st.last_acked = Some(SeqAt {
+                        seq: probe.seq,
+                        offset,
+                    });
+                }
+            }
+            Report::Failed { probe, reason } => {
+                let p = probe.partition;
+                let pl = p.to_string();
+                self.metrics
+                    .send_failed
+                    .with_label_values(&[self.topic.as_str(), pl.as_str(), reason.as_label()])
+                    .inc();
+                if let Some(st) = self.parts.get_mut(&p) {
+                    st.send_failed += 1;
+                }
+                tracing::warn!(
+                    partition = p,
+                    seq = probe.seq,
+                    reason = reason.as_label(),
+                    stage = "producer",
+                    "probe send failed"
+                );
+                self.tracker
+                    .on_send_failed(p, probe.seq, &mut self.verdicts);
+            }
+        }
+        self.emit_verdicts();
+        if let Some(p) = touched {
+            self.refresh_pending(p);
+        }
+    }
+
+    /// Keeps the pending gauge exact after every change, so that a scrape always sees
+    /// `acked + restored = received + lost + expired_unread + pending`.
+    fn refresh_pending(&self, p: i32) {
+        let pl = p.to_string();
+        self.metrics
+            .pending
+            .with_label_values(&[self.topic.as_str(), pl.as_str()])
+            .set(i64::try_from(self.tracker.pending_len(p)).unwrap_or(i64::MAX));
+    }
+
+    fn on_fetched(&mut self, p: i32, f: Fetched) {
+        match f {
+            Fetched::Record(msg) => {
+                let record = self.classify(p, msg.payload());
+                self.tracker
+                    .on_record(p, msg.offset(), record, now_us(), &mut self.verdicts);
+                self.emit_verdicts();
+                self.refresh_pending(p);
+            }
+            Fetched::OutOfRange => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "offset_out_of_range"])
+                    .inc();
+                tracing::warn!(
+                    partition = p,
+                    position = self.tracker.position(p),
+                    "verifier fetch out of range; reading watermarks"
+                );
+                let consumer = self.verifier.consumer().clone();
+                let topic = self.topic.clone();
+                let tx = self.bg_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = consumer.fetch_watermarks(&topic, p, KAFKA_TIMEOUT);
+                    let _ = tx.blocking_send(Background::Watermarks {
+                        partition: p,
+                        result,
+                    });
+                });
+            }
+            Fetched::Error(error) => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "fetch"])
+                    .inc();
+                tracing::warn!(partition = p, %error, "verifier fetch error");
+            }
+        }
+    }
+
+    /// Decides what a record on partition `p` is; counts foreign records and other instances.
+    fn classify(&mut self, p: i32, payload: Option<&[u8]>) -> Record {
+        match probe::decode(payload) {
+            Ok(probe) if probe.partition != p => {
+                self.metrics
+                    .foreign
+                    .with_label_values(&[self.topic.as_str(), "wrong_partition"])
+                    .inc();
+                Record::Other
+            }
+            Ok(probe) if probe.instance == self.instance => Record::Own {
+                seq: probe.seq,
+                produced_at_us: probe.produced_at_us,
+            },
+            Ok(probe) => {
+                let known = self.other_instances.contains(&probe.instance);
+                if !known && self.other_instances.len() < MAX_OTHER_INSTANCES {
+                    self.other_instances.insert(probe.instance);
+                }
+                let label = if known || self.other_instances.contains(&probe.instance) {
+                    probe.instance.to_string()
+                } else {
+                    "other".to_string()
+                };
+                self.metrics
+                    .other_instance
+                    .with_label_values(&[self.topic.as_str(), label.as_str()])
+                    .inc();
+                Record::Other
+            }
+            Err(e) => {
+                self.metrics
+                    .foreign
+                    .with_label_values(&[self.topic.as_str(), e.as_label()])
+                    .inc();
+                Record::Other
+            }
+        }
+    }
+
+    fn refresh_metadata(&mut self) {
+        let consumer = self.verifier.consumer().clone();
+        let topic = self.topic.clone();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let res = topic::describe(consumer.client(), &topic, KAFKA_TIMEOUT);
+            let _ = tx.blocking_send(Background::Metadata(res));
+        });
+    }
+
+    fn on_background(&mut self, bg: Background) {
+        match bg {
+            Background::Metadata(Ok(view)) => self.on_metadata(view),
+            Background::Metadata(Err(TopicError::Missing(_))) => self.on_topic_missing(),
+            Background::Metadata(Err(error)) => {
+                self.metrics.metadata_errors.inc();
+                tracing::warn!(%error, "canary topic metadata refresh failed");
+                if !self.metadata_loaded {
+                    self.health.set_not_ready(error.to_string());
+                }
+            }
+            Background::Created(res) => {
+                self.creating = false;
+                match res {
+                    Ok(()) => self.refresh_metadata(),
+                    Err(error) => {
+                        tracing::error!(%error, "canary topic is missing and could not be created");
+                        self.health.set_not_ready(error.to_string());
+                    }
+                }
+            }
+            Background::Starts(starts) => {
+                for (p, res) in starts {
+                    self.starting.remove(&p);
+                    match res {
+                        Ok(high) => {
+                            let saved = self.saved.remove(&p).unwrap_or_default();
+                            self.tracker.add_partition(p, high);
+                            self.adopt(
+                                p,
+                                saved.reserved_seq.max(saved.next_seq),
+                                saved.reserved_seq,
+                            );
+                            tracing::info!(
+                                partition = p,
+                                start = high,
+                                "verifying new partition from its end"
+                            );
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition = p, %error, "cannot read partition end; retrying at next metadata refresh");
+                        }
+                    }
+                }
+                self.reassign();
+            }
+            Background::Watermarks { partition, result } => match result {
+                Ok((low, high)) => {
+                    self.tracker
+                        .on_out_of_range(partition, low, high, &mut self.verdicts);
+                    self.emit_verdicts();
+                    self.refresh_pending(partition);
+                }
+                Err(error) => {
+                    tracing::warn!(partition, %error, "cannot read watermarks after out of range; resuming");
+                    self.reseek.insert(partition);
+                }
+            },
+        }
+    }
+
+    fn on_topic_missing(&mut self) {
+        let topic = self.topic.clone();
+        if !self.cfg.canary.create_topic {
+            let reason =
+                format!("canary topic {topic} does not exist and canary.create_topic is false");
+            tracing::error!("{reason}");
+            self.health.set_not_ready(reason);
+            return;
+        }
+        self.health
+            .set_not_ready(format!("canary topic {topic} does not exist; creating it"));
+        if self.creating {
+            return;
+        }
+        self.creating = true;
+        let consumer = self.verifier.consumer().clone();
+        let base = self.client_cfg.clone();
+        let (parts, rf) = (
+            self.cfg.canary.partitions,
+            self.cfg.canary.replication_factor,
+        );
+        let tx = self.bg_tx.clone();
+        tokio::spawn(async move {
+            let brokers = tokio::task::spawn_blocking(move || {
+                consumer
+                    .fetch_metadata(None, KAFKA_TIMEOUT)
+                    .map(|m| m.brokers().len())
+            })
+            .await;
+            let res = match brokers {
+                Ok(Ok(n)) => topic::create(&base, &topic, n, parts, rf, KAFKA_TIMEOUT).await,
+                Ok(Err(e)) => Err(TopicError::Metadata(e)),
+                Err(e) => Err(TopicError::Create {
+                    topic: topic.clone(),
+                    reason: e.to_string(),
+                }),
+            };
+            let _ = tx.send(Background::Created(res)).await;
+        });
+    }
+
+    fn on_metadata(&mut self, view: TopicView) {
+        if !self.metadata_loaded {
+            tracing::info!(
+                partitions = view.partitions.len(),
+                brokers = view.brokers.len(),
+                "canary topic metadata loaded"
+            );
+        }
+        self.metadata_loaded = true;
+        self.health.set_ready();
+        self.metrics.ready.set(1);
+        self.metrics
+            .partitions
+            .set(i64::try_from(view.partitions.len()).unwrap_or(i64::MAX));
+        let mut fresh = vec![];
+        let mut restored = false;
+        for (&p, info) in &view.partitions {
+            let pl = p.to_string();
+            self.metrics
+                .leader
+                .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                .set(i64::from(info.leader));
+            // Lost series exist at zero for every broker, so that the first loss is an
+            // increase that rules can see.
+            for b in &view.brokers {
+                let bl = b.to_string();
+                self.metrics.lost.with_label_values(&[
+                    self.topic.as_str(),
+                    pl.as_str(),
+                    bl.as_str(),
+                ]);
+            }
+            if let Some(st) = self.parts.get_mut(&p) {
+                if st.info.leader != info.leader {
+                    tracing::info!(
+                        partition = p,
+                        from = st.info.leader,
+                        to = info.leader,
+                        "partition leader changed"
+                    );
+                }
+                st.info = info.clone();
+                st.producing = true;
+                continue;
+            }
+            if self.starting.contains(&p) {
+                continue;
+            }
+            match self.saved.remove(&p) {
+                Some(saved) if saved.snapshot.position >= 0 => {
+                    let n = saved.snapshot.pending.len();
+                    self.metrics
+                        .restored_pending
+                        .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    tracing::info!(
+                        partition = p,
+                        position = saved.snapshot.position,
+                        pending = n,
+                        next_seq = saved.reserved_seq,
+                        "resuming partition from saved state"
+                    );
+                    self.tracker.restore_partition(p, saved.snapshot);
+                    self.adopt(p, saved.reserved_seq, saved.reserved_seq);
+                    if let Some(st) = self.parts.get_mut(&p) {
+                        st.info = info.clone();
+                    }
+                    restored = true;
+                }
+                other => {
+                    if let Some(s) = other {
+                        self.saved.insert(p, s);
+                    }
+                    fresh.push(p);
+                }
+            }
+        }
+        for (p, st) in &mut self.parts {
+            if !view.partitions.contains_key(p) && st.producing {
+                tracing::warn!(
+                    partition = p,
+                    "partition no longer in metadata; not probing it"
+                );
+                st.producing = false;
+            }
+        }
+        if restored {
+            self.reassign();
+        }
+        if !fresh.is_empty() {
+            self.starting.extend(fresh.iter().copied());
+            let consumer = self.verifier.consumer().clone();
+            let topic = self.topic.clone();
+            let tx = self.bg_tx.clone();
+            let infos: BTreeMap<i32, PartitionInfo> = fresh
+                .iter()
+                .filter_map(|p| view.partitions.get(p).map(|i| (*p, i.clone())))
+                .collect();
+            self.pending_infos.extend(infos);
+            tokio::task::spawn_blocking(move || {
+                let starts = fresh
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            consumer
+                                .fetch_watermarks(&topic, p, KAFKA_TIMEOUT)
+                                .map(|(_, h)| h),
+                        )
+                    })
+                    .collect();
+                let _ = tx.blocking_send(Background::Starts(starts));
+            });
+        }
+    }
+
+    /// Starts probing partition `p` (already known to the tracker).
+    fn adopt(&mut self, p: i32, next_seq: u64, reserved_seq: u64) {
+        self.metrics.init_partition(&self.topic, p);
+        let info = self.pending_infos.remove(&p).unwrap_or(PartitionInfo {
+            leader: -1,
+            replicas: vec![],
+            isr: vec![],
+        });
+        self.parts.insert(
+            p,
+            PartState {
+                info,
+                next_seq,
+                reserved_seq,
+                producing: true,
+                last_acked: None,
+                last_verified: None,
+                send_failed: 0,
+            },
+        );
+    }
+
+    /// Points the verifier at every tracked partition, at the tracker's positions.
+    fn reassign(&mut self) {
+        let positions: Vec<(i32, i64)> = self
+            .tracker
+            .partitions()
+            .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
+            .collect();
+        if let Err(error) = self.verifier.assign(&positions) {
+            tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
+            for (p, _) in positions {
+                self.reseek.insert(p);
+            }
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = now_us();
+        self.health.beat(now / 1000);
+        self.tracker.on_tick(now, &mut self.verdicts);
+        self.emit_verdicts();
+        for p in std::mem::take(&mut self.reseek) {
+            if let Some(o) = self.tracker.position(p) {
+                if self.verifier.seek(p, o).is_err() {
+                    self.reseek.insert(p);
+                }
+            }
+        }
+        let mut statuses = Vec::with_capacity(self.parts.len());
+        for (&p, st) in &self.parts {
+            let pl = p.to_string();
+            let labels = [self.topic.as_str(), pl.as_str()];
+            let pending = self.tracker.pending_len(p);
+            self.metrics
+                .pending
+                .with_label_values(&labels)
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let age = self
+                .tracker
+                .oldest_pending_acked_at(p)
+                .map_or(0.0, |t| ((now - t).max(0)) as f64 / 1e6);
+            self.metrics
+                .oldest_pending_age
+                .with_label_values(&labels)
+                .set(age);
+            statuses.push(PartitionStatus {
+                partition: p,
+                leader: st.info.leader,
+                replicas: st.info.replicas.clone(),
+                isr: st.info.isr.clone(),
+                producing: st.producing,
+                next_seq: st.next_seq,
+                last_acked: st.last_acked,
+                last_verified: st.last_verified,
+                read_position: self.tracker.position(p),
+                pending,
+                oldest_pending_age_seconds: age,
+                totals: TotalsView::from_totals(self.tracker.totals(p), st.send_failed),
+            });
+        }
+        let readiness = self.health.readiness();
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION"),
+            instance: self.instance.to_string(),
+            topic: self.topic.clone(),
+            ready: readiness.is_ok(),
+            not_ready_reason: readiness.err(),
+            other_instances: self.other_instances.iter().map(Uuid::to_string).collect(),
+            partitions: statuses,
+        };
+        self.status.send_replace(Arc::new(status));
+    }
+
+    /// Sends the changes since the last flush, with a fresh row for every partition.
+    fn flush(&mut self, exact_reservations: bool) {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.exact_reservations = exact_reservations;
+        batch.partitions = self
+            .parts
+            .iter()
+            .filter_map(|(&p, st)| {
+                let snap = self.tracker.snapshot(p)?;
+                Some(PartitionRow {
+                    partition: p,
+                    next_seq: st.next_seq,
+                    reserved_seq: if exact_reservations {
+                        st.next_seq
+                    } else {
+                        st.reserved_seq
+                    },
+                    position: snap.position,
+                    epoch: snap.epoch,
+                    totals: snap.totals,
+                })
+            })
+            .collect();
+        if !batch.is_empty() {
+            self.store.write(batch);
+        }
+    }
+
+    /// Stops probing, drains delivery reports within the grace period, saves state.
+    async fn shutdown(mut self) {
+        let grace = self.cfg.shutdown.grace;
+        let deadline = tokio::time::Instant::now() + grace.mul_f64(0.8);
+        tracing::info!(
+            in_flight = rdkafka::producer::Producer::in_flight_count(&*self.producer),
+            "shutting down: draining delivery reports"
+        );
+        self.health.set_not_ready("shutting down");
+        self.metrics.ready.set(0);
+        loop {
+            if rdkafka::producer::Producer::in_flight_count(&*self.producer) == 0 {
+                break;
+            }
+            tokio::select! {
+                Some(r) = self.reports.recv() => self.on_report(r),
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("grace period over with delivery reports outstanding");
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        while let Ok(r) = self.reports.try_recv() {
+            self.on_report(r);
+        }
+        self.housekeeping();
+        self.flush(true);
+        let closing = self.store.close();
+        if tokio::time::timeout(grace.mul_f64(0.2).max(Duration::from_secs(1)), closing)
+            .await
+            .is_err()
+        {
+            tracing::error!("state file did not finish writing within the grace period");
+        }
+        self.main_queue.abort();
+        tracing::info!("agent stopped");
+    }
+}
+
+/// The agent loop is spawned on the multi-threaded runtime, so it must stay `Send`.
+#[allow(dead_code)]
+fn assert_send(a: Agent, t: CancellationToken) -> impl Send {
+    a.run(t)
+}

@@ -1,0 +1,126 @@
+//! What the agent publishes about itself: health for `/livez` and `/readyz`, and the
+//! per-partition summary served as `/api/status`.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::tracker::Totals;
+
+/// Liveness and readiness, shared with the HTTP server.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    reason: Mutex<String>,
+    /// Unix milliseconds of the agent loop's last turn.
+    heartbeat_ms: AtomicI64,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+        if let Ok(mut r) = self.reason.lock() {
+            r.clear();
+        }
+    }
+
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        self.ready.store(false, Ordering::Relaxed);
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason.into();
+        }
+    }
+
+    /// `Ok` when ready, else why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(self
+                .reason
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_else(|_| "starting".into()))
+        }
+    }
+
+    pub fn beat(&self, now_ms: i64) {
+        self.heartbeat_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the agent loop last turned; `None` before it started.
+    pub fn since_beat_ms(&self, now_ms: i64) -> Option<i64> {
+        match self.heartbeat_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(now_ms - t),
+        }
+    }
+}
+
+/// Lifetime totals as served (counters survive restarts here, unlike in `/metrics`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TotalsView {
+    pub acked: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub expired_unread: u64,
+    pub late: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+    pub truncations: u64,
+    pub unmatched: u64,
+    pub failed_arrived: u64,
+    pub send_failed: u64,
+}
+
+impl TotalsView {
+    pub fn from_totals(t: Totals, send_failed: u64) -> Self {
+        TotalsView {
+            acked: t.acked,
+            received: t.received,
+            lost: t.lost,
+            expired_unread: t.expired_unread,
+            late: t.late,
+            duplicated: t.duplicated,
+            reordered: t.reordered,
+            truncations: t.truncations,
+            unmatched: t.unmatched,
+            failed_arrived: t.failed_arrived,
+            send_failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SeqAt {
+    pub seq: u64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub producing: bool,
+    pub next_seq: u64,
+    pub last_acked: Option<SeqAt>,
+    pub last_verified: Option<SeqAt>,
+    pub read_position: Option<i64>,
+    pub pending: usize,
+    pub oldest_pending_age_seconds: f64,
+    pub totals: TotalsView,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub instance: String,
+    pub topic: String,
+    pub ready: bool,
+    pub not_ready_reason: Option<String>,
+    pub other_instances: Vec<String>,
+    pub partitions: Vec<PartitionStatus>,
+}

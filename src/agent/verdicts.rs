@@ -1,0 +1,174 @@
+//! Every verdict of the tracker is logged, counted and (when it matters) recorded as a loss
+//! event here, in one place, so that logs, metrics and `/api/losses` never disagree.
+
+use crate::ledger::Event;
+use crate::tracker::Verdict;
+
+use super::{now_us, Agent, SeqAt};
+
+impl Agent {
+    /// Applies the verdicts collected in `self.verdicts`.
+    pub(super) fn emit_verdicts(&mut self) {
+        let verdicts = std::mem::take(&mut self.verdicts);
+        for v in &verdicts {
+            self.emit(*v);
+        }
+        self.verdicts = verdicts;
+        self.verdicts.clear();
+    }
+
+    fn emit(&mut self, v: Verdict) {
+        let topic = self.topic.as_str();
+        let m = &self.metrics;
+        match v {
+            Verdict::Delivered {
+                partition,
+                seq,
+                offset,
+                e2e_us,
+                late,
+                reordered,
+            } => {
+                let p = partition.to_string();
+                let l = [topic, p.as_str()];
+                m.received.with_label_values(&l).inc();
+                m.e2e_latency
+                    .with_label_values(&l)
+                    .observe(e2e_us as f64 / 1e6);
+                if late {
+                    m.late.with_label_values(&l).inc();
+                    tracing::warn!(partition, seq, offset, e2e_ms = e2e_us / 1000, "late probe");
+                }
+                if reordered {
+                    m.reordered.with_label_values(&l).inc();
+                    tracing::warn!(partition, seq, offset, "reordered probe");
+                }
+                self.batch.removed.push((partition, seq));
+                if let Some(ps) = self.parts.get_mut(&partition) {
+                    ps.last_verified = Some(SeqAt { seq, offset });
+                }
+            }
+            Verdict::Duplicate {
+                partition,
+                seq,
+                offset,
+            } => {
+                let p = partition.to_string();
+                m.duplicated.with_label_values(&[topic, p.as_str()]).inc();
+                tracing::warn!(partition, seq, offset, "duplicate probe");
+            }
+            Verdict::Lost {
+                partition,
+                probe,
+                cause,
+            } => {
+                let p = partition.to_string();
+                let b = probe.broker.to_string();
+                m.lost
+                    .with_label_values(&[topic, p.as_str(), b.as_str()])
+                    .inc();
+                tracing::error!(
+                    partition,
+                    seq = probe.seq,
+                    offset = probe.offset,
+                    broker = probe.broker,
+                    cause = cause.as_str(),
+                    stage = "broker",
+                    "probe lost: acked, then gone from the log"
+                );
+                self.batch.removed.push((partition, probe.seq));
+                self.batch.events.push(Event {
+                    at_us: now_us(),
+                    topic: topic.to_owned(),
+                    partition,
+                    seq: Some(probe.seq),
+                    offset: Some(probe.offset),
+                    broker: Some(probe.broker),
+                    kind: "lost".into(),
+                    detail: cause.as_str().into(),
+                });
+            }
+            Verdict::ExpiredUnread { partition, probe } => {
+                let p = partition.to_string();
+                m.expired_unread
+                    .with_label_values(&[topic, p.as_str()])
+                    .inc();
+                tracing::warn!(
+                    partition,
+                    seq = probe.seq,
+                    offset = probe.offset,
+                    stage = "consumer",
+                    "probe expired unread: retention removed it before the verifier read it"
+                );
+                self.batch.removed.push((partition, probe.seq));
+                self.batch.events.push(Event {
+                    at_us: now_us(),
+                    topic: topic.to_owned(),
+                    partition,
+                    seq: Some(probe.seq),
+                    offset: Some(probe.offset),
+                    broker: Some(probe.broker),
+                    kind: "expired_unread".into(),
+                    detail: "retention".into(),
+                });
+            }
+            Verdict::Truncation {
+                partition,
+                offset,
+                evidence,
+            } => {
+                let p = partition.to_string();
+                m.truncations.with_label_values(&[topic, p.as_str()]).inc();
+                let leader = self.parts.get(&partition).map(|s| s.info.leader);
+                tracing::error!(
+                    partition,
+                    offset,
+                    leader,
+                    evidence = evidence.as_str(),
+                    "partition log truncated"
+                );
+                self.batch.events.push(Event {
+                    at_us: now_us(),
+                    topic: topic.to_owned(),
+                    partition,
+                    seq: None,
+                    offset: Some(offset),
+                    broker: leader,
+                    kind: "truncation".into(),
+                    detail: evidence.as_str().into(),
+                });
+            }
+            Verdict::Seek { partition, offset } => {
+                if let Err(error) = self.verifier.seek(partition, offset) {
+                    tracing::warn!(partition, offset, %error, "verifier seek failed; retrying");
+                    self.reseek.insert(partition);
+                }
+            }
+            Verdict::Unmatched { partition, seq } => {
+                let p = partition.to_string();
+                m.unmatched.with_label_values(&[topic, p.as_str()]).inc();
+                tracing::debug!(
+                    partition,
+                    seq,
+                    "own probe read back without a delivery report in this run"
+                );
+            }
+            Verdict::FailedButArrived {
+                partition,
+                seq,
+                offset,
+            } => {
+                let p = partition.to_string();
+                m.failed_arrived
+                    .with_label_values(&[topic, p.as_str()])
+                    .inc();
+                tracing::warn!(
+                    partition,
+                    seq,
+                    offset,
+                    "probe reported failed was written anyway"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The canary producer: sends probes (acks=all, idempotent) and turns every delivery report
+//! into a [`Report`] on a channel.
+//!
+//! Delivery reports arrive on librdkafka's own thread; the callback only packs the result and
+//! hands it to the agent's task. The channel is unbounded on purpose: a delivery report must
+//! never be dropped or block librdkafka, and its length is bounded by the producer's own queue
+//! (`queue.buffering.max.messages`) plus the per-partition cap on unverified probes.
+
+use std::time::Instant;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::log_context::log_librdkafka;
+
+/// Why a send failed. A bounded label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailReason {
+    Timeout,
+    NotEnoughReplicas,
+    BrokerDown,
+    Other,
+}
+
+impl FailReason {
+    pub const ALL: [FailReason; 4] = [
+        FailReason::Timeout,
+        FailReason::NotEnoughReplicas,
+        FailReason::BrokerDown,
+        FailReason::Other,
+    ];
+
+    /// The `reason` label of `losswatch_probes_send_failed_total`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            FailReason::Timeout => "timeout",
+            FailReason::NotEnoughReplicas => "not_enough_replicas",
+            FailReason::BrokerDown => "broker_down",
+            FailReason::Other => "other",
+        }
+    }
+
+    pub fn from_error(err: &KafkaError) -> FailReason {
+        match err.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::MessageTimedOut) | Some(RDKafkaErrorCode::RequestTimedOut) => {
+                FailReason::Timeout
+            }
+            Some(RDKafkaErrorCode::NotEnoughReplicas)
+            | Some(RDKafkaErrorCode::NotEnoughReplicasAfterAppend) => FailReason::NotEnoughReplicas,
+            Some(RDKafkaErrorCode::BrokerTransportFailure)
+            | Some(RDKafkaErrorCode::AllBrokersDown)
+            | Some(RDKafkaErrorCode::BrokerNotAvailable)
+            | Some(RDKafkaErrorCode::LeaderNotAvailable)
+            | Some(RDKafkaErrorCode::NotLeaderForPartition) => FailReason::BrokerDown,
+            _ => FailReason::Other,
+        }
+    }
+}
+
+/// What the agent remembers about a probe in flight; travels with it through librdkafka.
+#[derive(Debug, Clone, Copy)]
+pub struct SentProbe {
+    pub partition: i32,
+    pub seq: u64,
+    pub produced_at_us: i64,
+    pub sent_at: Instant,
+    /// Truncation epoch of the partition at send time (see the tracker).
+    pub sent_epoch: u64,
+}
+
+/// The outcome of one send.
+#[derive(Debug, Clone, Copy)]
+pub enum Report {
+    Acked {
+        probe: SentProbe,
+        offset: i64,
+    },
+    Failed {
+        probe: SentProbe,
+        reason: FailReason,
+    },
+}
+
+pub struct ReportingContext {
+    reports: UnboundedSender<Report>,
+}
+
+impl ClientContext for ReportingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka("producer", level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Counted through delivery reports and fetch errors; outages are metrics, not log floods.
+        tracing::debug!(client = "producer", %error, reason, "kafka client error");
+    }
+}
+
+impl ProducerContext for ReportingContext {
+    type DeliveryOpaque = Box<SentProbe>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, probe: Box<SentProbe>) {
+        let report = match result {
+            Ok(msg) => Report::Acked {
+                probe: *probe,
+                offset: msg.offset(),
+            },
+            Err((err, _)) => Report::Failed {
+                probe: *probe,
+                reason: FailReason::from_error(err),
+            },
+        };
+        // The receiver is gone only when the agent is shutting down.
+        let _ = self.reports.send(report);
+    }
+}
+
+pub type CanaryProducer = ThreadedProducer<ReportingContext>;
+
+/// Builds the producer. `base` carries the bootstrap servers and user properties.
+pub fn create(
+    base: &ClientConfig,
+    delivery_timeout_ms: u64,
+    reports: UnboundedSender<Report>,
+) -> Result<CanaryProducer, KafkaError> {
+    let mut cfg = base.clone();
+    cfg.set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", delivery_timeout_ms.to_string())
+        // Probes are tiny and rare: send each at once rather than waiting to fill a batch.
+        .set("linger.ms", "0")
+        .set("queue.buffering.max.messages", "100000");
+    cfg.create_with_context(ReportingContext { reports })
+}
+
+/// Sends one probe. On an immediate refusal (queue full, unknown partition) the probe comes
+/// back with the reason, to be counted as a send failure.
+pub fn send(
+    producer: &CanaryProducer,
+    topic: &str,
+    payload: &[u8],
+    probe: SentProbe,
+) -> Result<(), (FailReason, SentProbe)> {
+    let record = BaseRecord::<(), [u8], Box<SentProbe>>::with_opaque_to(topic, Box::new(probe))
+        .partition(probe.partition)
+        .payload(payload);
+    producer
+        .send(record)
+        .map_err(|(err, rec)| (FailReason::from_error(&err), *rec.delivery_opaque))
+}

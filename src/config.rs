@@ -1,0 +1,464 @@
+//! Typed configuration: a TOML file, then environment and command-line overrides, then
+//! validation. Every error names the key at fault and what is expected; the binary prints it
+//! and exits 64 (EX_USAGE).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration. Unknown keys are rejected at every level.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub canary: CanaryConfig,
+    pub http: HttpConfig,
+    pub state: StateConfig,
+    pub shutdown: ShutdownConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Passed verbatim to librdkafka (SASL, TLS, timeouts …). Values of keys that look secret
+    /// are redacted whenever the config is printed.
+    pub properties: BTreeMap<String, Sensitive>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "localhost:9092".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CanaryConfig {
+    pub topic: String,
+    /// One probe per partition per interval.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Size of each probe record in bytes (at least the 46-byte header).
+    pub payload_bytes: usize,
+    /// A probe arriving later than this after it was produced is also counted late.
+    #[serde(with = "humantime_serde")]
+    pub late_threshold: Duration,
+    /// How often partitions and leaders are re-read from metadata.
+    #[serde(with = "humantime_serde")]
+    pub metadata_refresh: Duration,
+    /// Delivery timeout of one probe (librdkafka `message.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Create the canary topic when it is missing.
+    pub create_topic: bool,
+    /// Partitions of a created topic; 0 means one per broker.
+    pub partitions: i32,
+    /// Replication factor of a created topic; 0 means min(3, brokers).
+    pub replication_factor: i32,
+    /// Most acked, unverified probes kept per partition; beyond it sends are held back.
+    pub max_pending_per_partition: usize,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            topic: "losswatch-canary".into(),
+            probe_interval: Duration::from_secs(1),
+            payload_bytes: 100,
+            late_threshold: Duration::from_secs(10),
+            metadata_refresh: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(30),
+            create_topic: true,
+            partitions: 0,
+            replication_factor: 0,
+            max_pending_per_partition: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9840)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// SQLite file holding the instance id, sequences, pending probes and loss events.
+    pub path: PathBuf,
+    /// How often state is written.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Most loss events kept in the state file.
+    pub max_events: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            path: PathBuf::from("losswatch-state.db"),
+            flush_interval: Duration::from_millis(500),
+            max_events: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Longest time spent draining delivery reports and saving state after SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Overrides from the environment or the command line; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bootstrap_servers: Option<String>,
+    pub topic: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub state: Option<PathBuf>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<String>,
+}
+
+/// A configuration error. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), applies overrides and validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; the error message carries the key and position.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = &o.bootstrap_servers {
+            self.kafka.bootstrap_servers = v.clone();
+        }
+        if let Some(v) = &o.topic {
+            self.canary.topic = v.clone();
+        }
+        if let Some(v) = o.listen {
+            self.http.listen = v;
+        }
+        if let Some(v) = &o.state {
+            self.state.path = v.clone();
+        }
+        if let Some(v) = &o.sasl_username {
+            self.kafka
+                .properties
+                .insert("sasl.username".into(), Sensitive(v.clone()));
+        }
+        if let Some(v) = &o.sasl_password {
+            self.kafka
+                .properties
+                .insert("sasl.password".into(), Sensitive(v.clone()));
+        }
+    }
+
+    /// Cross-field and range checks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid(
+                "kafka.bootstrap_servers",
+                "expected a comma-separated host:port list, got an empty string",
+            ));
+        }
+        for (key, reserved) in [
+            ("enable.idempotence", "probes are always sent idempotently"),
+            ("acks", "probes are always sent with acks=all"),
+            ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
+        ] {
+            if self.kafka.properties.contains_key(key) {
+                return Err(invalid(
+                    "kafka.properties",
+                    format!("`{key}` cannot be overridden: {reserved}"),
+                ));
+            }
+        }
+        let c = &self.canary;
+        if c.topic.is_empty()
+            || c.topic.len() > 249
+            || !c
+                .topic
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+        {
+            return Err(invalid(
+                "canary.topic",
+                format!(
+                    "expected 1-249 characters of [a-zA-Z0-9._-], got {:?}",
+                    c.topic
+                ),
+            ));
+        }
+        if c.probe_interval < Duration::from_millis(10) {
+            return Err(invalid("canary.probe_interval", "expected at least 10ms"));
+        }
+        if !(crate::probe::HEADER_LEN..=1_000_000).contains(&c.payload_bytes) {
+            return Err(invalid(
+                "canary.payload_bytes",
+                format!(
+                    "expected {} to 1000000 bytes, got {}",
+                    crate::probe::HEADER_LEN,
+                    c.payload_bytes
+                ),
+            ));
+        }
+        if c.late_threshold.is_zero() {
+            return Err(invalid("canary.late_threshold", "expected more than 0s"));
+        }
+        if c.metadata_refresh < Duration::from_millis(100) {
+            return Err(invalid(
+                "canary.metadata_refresh",
+                "expected at least 100ms",
+            ));
+        }
+        if c.delivery_timeout < Duration::from_millis(100)
+            || c.delivery_timeout > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "canary.delivery_timeout",
+                "expected between 100ms and 1h",
+            ));
+        }
+        if c.partitions < 0 {
+            return Err(invalid(
+                "canary.partitions",
+                "expected 0 (one per broker) or more",
+            ));
+        }
+        if c.replication_factor < 0 {
+            return Err(invalid(
+                "canary.replication_factor",
+                "expected 0 (min(3, brokers)) or more",
+            ));
+        }
+        if c.max_pending_per_partition == 0 {
+            return Err(invalid(
+                "canary.max_pending_per_partition",
+                "expected at least 1",
+            ));
+        }
+        if self.state.path.as_os_str().is_empty() {
+            return Err(invalid("state.path", "expected a file path"));
+        }
+        if self.state.flush_interval < Duration::from_millis(10)
+            || self.state.flush_interval > Duration::from_secs(60)
+        {
+            return Err(invalid(
+                "state.flush_interval",
+                "expected between 10ms and 60s",
+            ));
+        }
+        if self.state.max_events == 0 {
+            return Err(invalid("state.max_events", "expected at least 1"));
+        }
+        if self.shutdown.grace.is_zero() {
+            return Err(invalid("shutdown.grace", "expected more than 0s"));
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+/// A librdkafka property value. Values of keys that look secret are printed as
+/// `**REDACTED**` by `Debug` and by serialization; [`Sensitive::expose`] gives the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Sensitive(pub String);
+
+impl Sensitive {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**REDACTED**")
+    }
+}
+
+/// Whether a librdkafka property holds a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "key.pem", "ssl.key", "token", "jaas"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+impl Serialize for KafkaConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let props: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_key(k) {
+                    "**REDACTED**"
+                } else {
+                    v.expose()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        let mut st = s.serialize_struct("KafkaConfig", 2)?;
+        st.serialize_field("bootstrap_servers", &self.bootstrap_servers)?;
+        st.serialize_field("properties", &props)?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = Config::parse(
+            r#"
+            [kafka]
+            bootstrap_servers = "a:9092,b:9092"
+            [kafka.properties]
+            "security.protocol" = "SASL_SSL"
+            "sasl.password" = "hunter2"
+            [canary]
+            topic = "canary"
+            probe_interval = "250ms"
+            payload_bytes = 200
+            late_threshold = "5s"
+            [http]
+            listen = "127.0.0.1:9999"
+            [state]
+            path = "/tmp/x.db"
+            [shutdown]
+            grace = "3s"
+            "#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.canary.probe_interval, Duration::from_millis(250));
+        let shown = cfg.to_redacted_toml();
+        assert!(shown.contains("**REDACTED**"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("SASL_SSL"));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[canary]\nprobe_intervall = \"1s\"\n").unwrap_err();
+        assert!(err.contains("probe_intervall"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::parse("[canary]\nprobe_interval = \"soon\"\n").unwrap_err();
+        assert!(err.contains("probe_interval"), "{err}");
+        let mut cfg = Config::default();
+        cfg.canary.payload_bytes = 10;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("canary.payload_bytes"), "{err}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            bootstrap_servers: Some("x:1".into()),
+            sasl_password: Some("pw".into()),
+            ..Overrides::default()
+        };
+        let mut cfg = Config::default();
+        cfg.apply(&o);
+        assert_eq!(cfg.kafka.bootstrap_servers, "x:1");
+        assert_eq!(cfg.kafka.properties["sasl.password"].expose(), "pw");
+    }
+
+    #[test]
+    fn reserved_properties_are_refused() {
+        let mut cfg = Config::default();
+        cfg.kafka
+            .properties
+            .insert("acks".into(), Sensitive("1".into()));
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.properties") && err.contains("acks"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Prometheus metrics: one explicit registry, typed handles, bounded labels.
+//!
+//! Metric names are a public contract (dashboards and alert rules use them). Counters count
+//! what happened in this process and start at zero on restart, as Prometheus expects; the
+//! lifetime totals live in the ledger and are served by `/api/status`.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+use crate::canary::producer::FailReason;
+
+/// Buckets for ack and end-to-end latency, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub sent: IntCounterVec,
+    pub acked: IntCounterVec,
+    pub send_failed: IntCounterVec,
+    pub send_held_back: IntCounterVec,
+    pub received: IntCounterVec,
+    pub lost: IntCounterVec,
+    pub late: IntCounterVec,
+    pub duplicated: IntCounterVec,
+    pub reordered: IntCounterVec,
+    pub expired_unread: IntCounterVec,
+    pub unmatched: IntCounterVec,
+    pub failed_arrived: IntCounterVec,
+    pub pending: IntGaugeVec,
+    pub restored_pending: IntGaugeVec,
+    pub oldest_pending_age: prometheus::GaugeVec,
+    pub truncations: IntCounterVec,
+    pub foreign: IntCounterVec,
+    pub other_instance: IntCounterVec,
+    pub ack_latency: HistogramVec,
+    pub e2e_latency: HistogramVec,
+    pub leader: IntGaugeVec,
+    pub build_info: IntGaugeVec,
+    pub ready: IntGauge,
+    pub partitions: IntGauge,
+    pub consumer_errors: IntCounterVec,
+    pub metadata_errors: IntCounter,
+    pub ledger_write_seconds: Histogram,
+    pub ledger_errors: IntCounter,
+}
+
+fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )?;
+    reg.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+const TP: &[&str] = &["topic", "partition"];
+
+impl Metrics {
+    pub fn register(reg: &Registry) -> prometheus::Result<Metrics> {
+        let oldest = prometheus::GaugeVec::new(
+            Opts::new(
+                "losswatch_oldest_pending_probe_age_seconds",
+                "Age of the oldest acked probe the verifier has not read back yet (0 when none is pending).",
+            ),
+            TP,
+        )?;
+        reg.register(Box::new(oldest.clone()))?;
+        let ready = IntGauge::new(
+            "losswatch_ready",
+            "1 when the agent is ready: metadata loaded, canary topic present and state file open.",
+        )?;
+        reg.register(Box::new(ready.clone()))?;
+        let partitions = IntGauge::new(
+            "losswatch_canary_partitions",
+            "Number of canary topic partitions being probed.",
+        )?;
+        reg.register(Box::new(partitions.clone()))?;
+        let metadata_errors = IntCounter::new(
+            "losswatch_metadata_errors_total",
+            "Metadata refreshes of the canary topic that failed.",
+        )?;
+        reg.register(Box::new(metadata_errors.clone()))?;
+        let ledger_write_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "losswatch_ledger_write_seconds",
+                "Time to commit one batch of state to the SQLite state file.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        reg.register(Box::new(ledger_write_seconds.clone()))?;
+        let ledger_errors = IntCounter::new(
+            "losswatch_ledger_errors_total",
+            "State file writes that failed (state is retried at the next flush).",
+        )?;
+        reg.register(Box::new(ledger_errors.clone()))?;
+        Ok(Metrics {
+            sent: counter(reg, "losswatch_probes_sent_total", "Probes handed to the producer.", TP)?,
+            acked: counter(reg, "losswatch_probes_acked_total", "Probes acknowledged by the broker (acks=all).", TP)?,
+            send_failed: counter(
+                reg,
+                "losswatch_probes_send_failed_total",
+                "Probes whose send failed and were never acknowledged: producer-stage failures, never counted as lost.",
+                &["topic", "partition", "reason"],
+            )?,
+            send_held_back: counter(
+                reg,
+                "losswatch_probes_held_back_total",
+                "Probes not sent because the partition already has the maximum number of unverified probes.",
+                TP,
+            )?,
+            received: counter(reg, "losswatch_probes_received_total", "First arrivals of this agent's acked probes at the verifier.", TP)?,
+            lost: counter(
+                reg,
+                "losswatch_probes_lost_total",
+                "Probes acknowledged and then provably gone from the log; broker is the partition leader at ack time.",
+                &["topic", "partition", "broker"],
+            )?,
+            late: counter(reg, "losswatch_probes_late_total", "First arrivals later than the late threshold after production.", TP)?,
+            duplicated: counter(reg, "losswatch_probes_duplicated_total", "Probes read again at another offset after their first arrival.", TP)?,
+            reordered: counter(reg, "losswatch_probes_reordered_total", "First arrivals with a lower sequence number than one already seen.", TP)?,
+            expired_unread: counter(
+                reg,
+                "losswatch_probes_expired_unread_total",
+                "Acked probes removed by retention before the verifier read them (the agent's own consumer stage).",
+                TP,
+            )?,
+            unmatched: counter(
+                reg,
+                "losswatch_probes_unmatched_total",
+                "Own probes read back that no delivery report of this run matched (acked before a crash, or re-read); not an alarm.",
+                TP,
+            )?,
+            failed_arrived: counter(
+                reg,
+                "losswatch_probes_failed_but_arrived_total",
+                "Probes whose send was reported failed but which were found in the log anyway.",
+                TP,
+            )?,
+            pending: gauge(reg, "losswatch_probes_pending", "Acked probes not yet verified.", TP)?,
+            restored_pending: gauge(
+                reg,
+                "losswatch_probes_restored",
+                "Pending probes loaded from the state file at start; acked + restored = received + lost + expired_unread + pending.",
+                TP,
+            )?,
+            oldest_pending_age: oldest,
+            truncations: counter(reg, "losswatch_partition_truncations_total", "Truncations of a canary partition's log, confirmed by a fetch or an append.", TP)?,
+            foreign: counter(
+                reg,
+                "losswatch_foreign_records_total",
+                "Records on the canary topic that are not probes, by reason.",
+                &["topic", "reason"],
+            )?,
+            other_instance: counter(
+                reg,
+                "losswatch_other_instance_probes_total",
+                "Probes of other losswatch instances read on the canary topic.",
+                &["topic", "instance"],
+            )?,
+            ack_latency: histogram(reg, "losswatch_ack_latency_seconds", "Time from send to acknowledgement.", TP)?,
+            e2e_latency: histogram(reg, "losswatch_e2e_latency_seconds", "Time from production to first arrival at the verifier.", TP)?,
+            leader: gauge(reg, "losswatch_partition_leader", "Leader broker id of the partition (-1 when leaderless).", TP)?,
+            build_info: gauge(reg, "losswatch_build_info", "Always 1; the version label tells the build.", &["version"])?,
+            ready,
+            partitions,
+            consumer_errors: counter(
+                reg,
+                "losswatch_verifier_errors_total",
+                "Errors the verifier's consumer reported, by kind.",
+                &["topic", "reason"],
+            )?,
+            metadata_errors,
+            ledger_write_seconds,
+            ledger_errors,
+        })
+    }
+
+    /// Creates every per-partition series at zero, so that rate() works from the first probe.
+    pub fn init_partition(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        let l = [topic, p.as_str()];
+        for c in [
+            &self.sent,
+            &self.acked,
+            &self.send_held_back,
+            &self.received,
+            &self.late,
+            &self.duplicated,
+            &self.reordered,
+            &self.expired_unread,
+            &self.unmatched,
+            &self.failed_arrived,
+            &self.truncations,
+        ] {
+            c.with_label_values(&l);
+        }
+        for r in FailReason::ALL {
+            self.send_failed
+                .with_label_values(&[topic, p.as_str(), r.as_label()]);
+        }
+        self.pending.with_label_values(&l);
+        self.restored_pending.with_label_values(&l);
+        self.oldest_pending_age.with_label_values(&l);
+        self.ack_latency.with_label_values(&l);
+        self.e2e_latency.with_label_values(&l);
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(reg: &Registry) -> String {
+    let enc = prometheus::TextEncoder::new();
+    enc.encode_to_string(&reg.gather())
+        .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+}

@@ -1,0 +1,140 @@
+//! The verifier's consumer: manual assignment to every canary partition (no consumer group,
+//! so no rebalance blind spots), one queue per partition so that an error always names its
+//! partition, and `auto.offset.reset=error` so that the log moving under the reader is
+//! reported instead of silently skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::select_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedMessage;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use uuid::Uuid;
+
+use crate::canary::log_context::log_librdkafka;
+
+pub struct VerifierContext;
+
+impl ClientContext for VerifierContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka("verifier", level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(client = "verifier", %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for VerifierContext {}
+
+pub type VerifierConsumer = StreamConsumer<VerifierContext>;
+
+/// What one partition queue yielded.
+pub enum Fetched {
+    Record(OwnedMessage),
+    /// The fetch position is outside the log (`auto.offset.reset=error`).
+    OutOfRange,
+    Error(KafkaError),
+}
+
+pub struct Verifier {
+    consumer: Arc<VerifierConsumer>,
+    topic: String,
+    queues: Vec<(i32, StreamPartitionQueue<VerifierContext>)>,
+}
+
+impl Verifier {
+    pub fn create(
+        base: &ClientConfig,
+        topic: &str,
+        instance: Uuid,
+    ) -> Result<Verifier, KafkaError> {
+        let mut cfg = base.clone();
+        // A group id is required by librdkafka's assign(); the group is never joined and
+        // nothing is committed.
+        cfg.set("group.id", format!("losswatch-verifier-{instance}"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "error")
+            .set("allow.auto.create.topics", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100");
+        let consumer: Arc<VerifierConsumer> = Arc::new(cfg.create_with_context(VerifierContext)?);
+        Ok(Verifier {
+            consumer,
+            topic: topic.to_owned(),
+            queues: Vec::new(),
+        })
+    }
+
+    pub fn consumer(&self) -> &Arc<VerifierConsumer> {
+        &self.consumer
+    }
+
+    /// Assigns exactly these partitions at these offsets. Called when the partition set
+    /// changes; assign() replaces the old assignment and its queues.
+    pub fn assign(&mut self, positions: &[(i32, i64)]) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for &(p, o) in positions {
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))?;
+        }
+        self.queues.clear();
+        self.consumer.assign(&tpl)?;
+        for &(p, _) in positions {
+            if let Some(q) = self.consumer.split_partition_queue(&self.topic, p) {
+                self.queues.push((p, q));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the reader of `partition` to `offset`. Messages fetched before the seek are
+    /// discarded by librdkafka.
+    pub fn seek(&self, partition: i32, offset: i64) -> Result<(), KafkaError> {
+        self.consumer.seek(
+            &self.topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// The next message or error from any partition. Cancel-safe.
+    pub async fn next(&self) -> (i32, Fetched) {
+        if self.queues.is_empty() {
+            return std::future::pending().await;
+        }
+        let futs = self.queues.iter().map(|(p, q)| {
+            Box::pin(async move {
+                let fetched = match q.recv().await {
+                    Ok(m) => Fetched::Record(m.detach()),
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))
+                    | Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange)) => {
+                        Fetched::OutOfRange
+                    }
+                    Err(e) => Fetched::Error(e),
+                };
+                (*p, fetched)
+            })
+        });
+        select_all(futs).await.0
+    }
+}
+
+/// Serves the consumer's main queue (errors and events not tied to a partition); librdkafka
+/// needs it polled. Runs until the consumer is dropped by everyone else.
+pub async fn serve_main_queue(consumer: Arc<VerifierConsumer>, on_error: impl Fn(&KafkaError)) {
+    loop {
+        match consumer.recv().await {
+            Ok(m) => tracing::debug!(
+                partition = rdkafka::Message::partition(&m),
+                "message on the main queue"
+            ),
+            Err(e) => on_error(&e),
+        }
+    }
+}
