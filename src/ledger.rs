@@ -492,6 +492,7 @@ mod tests {
                 kind: "lost".into(),
                 detail: "skipped".into(),
             }],
+            ..Batch::default()
         };
         l.write(&batch).unwrap();
         drop(l);

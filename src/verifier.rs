@@ -83,6 +83,8 @@ impl Verifier {
             tpl.add_partition_offset(&self.topic, p, Offset::Offset(o))?;
         }
         self.queues.clear();
+        // Records fetched before a partition's queue is split go to the main queue; the agent
+        // reads that queue first (see `next_main`), so none is lost or reordered.
         self.consumer.assign(&tpl)?;
         for &(p, _) in positions {
             if let Some(q) = self.consumer.split_partition_queue(&self.topic, p) {
@@ -125,16 +127,19 @@ impl Verifier {
     }
 }
 
-/// Serves the consumer's main queue (errors and events not tied to a partition); librdkafka
-/// needs it polled. Runs until the consumer is dropped by everyone else.
-pub async fn serve_main_queue(consumer: Arc<VerifierConsumer>, on_error: impl Fn(&KafkaError)) {
-    loop {
-        match consumer.recv().await {
-            Ok(m) => tracing::debug!(
-                partition = rdkafka::Message::partition(&m),
-                "message on the main queue"
-            ),
-            Err(e) => on_error(&e),
+/// The next message or error from the consumer's main queue. Records fetched between
+/// `assign()` and the split of their partition's queue land here, *before* anything on the
+/// partition queue, so the agent polls this first to keep offsets in order. Errors here
+/// carry no partition.
+pub async fn next_main(consumer: &VerifierConsumer) -> (Option<i32>, Fetched) {
+    match consumer.recv().await {
+        Ok(m) => (
+            Some(rdkafka::Message::partition(&m)),
+            Fetched::Record(m.detach()),
+        ),
+        Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+            (None, Fetched::OutOfRange)
         }
+        Err(e) => (None, Fetched::Error(e)),
     }
 }

@@ -82,7 +82,6 @@ pub struct Agent {
     producer: Arc<CanaryProducer>,
     reports: mpsc::UnboundedReceiver<Report>,
     verifier: Verifier,
-    main_queue: tokio::task::JoinHandle<()>,
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
@@ -132,15 +131,6 @@ impl Agent {
         );
         let verifier = Verifier::create(&client_cfg, &cfg.canary.topic, loaded.instance)
             .map_err(AgentError::Client)?;
-        let errors = metrics.consumer_errors.clone();
-        let topic_label = cfg.canary.topic.clone();
-        let main_queue = tokio::spawn(crate::verifier::serve_main_queue(
-            verifier.consumer().clone(),
-            move |e: &KafkaError| {
-                errors.with_label_values(&[&topic_label, "client"]).inc();
-                tracing::debug!(error = %e, "verifier consumer error");
-            },
-        ));
         let tracker = Tracker::new(TrackerConfig {
             late_threshold_us: i64::try_from(cfg.canary.late_threshold.as_micros())
                 .unwrap_or(i64::MAX),
@@ -162,7 +152,6 @@ impl Agent {
             producer,
             reports,
             verifier,
-            main_queue,
             store,
             metrics,
             health,
@@ -202,6 +191,11 @@ impl Agent {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(r) = self.reports.recv() => self.on_report(r),
+                // The main queue before the partition queues: see `verifier::next_main`.
+                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
+                    Some(p) => self.on_fetched(p, f),
+                    None => self.on_main_error(f),
+                },
                 (p, f) = self.verifier.next() => self.on_fetched(p, f),
                 Some(bg) = self.bg_rx.recv() => self.on_background(bg),
                 _ = probe_tick.tick() => self.send_probes().await,
@@ -389,6 +383,25 @@ impl Agent {
                     .inc();
                 tracing::warn!(partition = p, %error, "verifier fetch error");
             }
+        }
+    }
+
+    /// An error on the consumer's main queue, not tied to a partition.
+    fn on_main_error(&mut self, f: Fetched) {
+        match f {
+            Fetched::OutOfRange => {
+                // Reported before the partition queues were split; assigning again makes the
+                // partition report it on its own queue, where it is classified.
+                self.reassign();
+            }
+            Fetched::Error(error) => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "client"])
+                    .inc();
+                tracing::debug!(%error, "verifier consumer error");
+            }
+            Fetched::Record(_) => {}
         }
     }
 
@@ -702,12 +715,8 @@ impl Agent {
         self.health.beat(now / 1000);
         self.tracker.on_tick(now, &mut self.verdicts);
         self.emit_verdicts();
-        for p in std::mem::take(&mut self.reseek) {
-            if let Some(o) = self.tracker.position(p) {
-                if self.verifier.seek(p, o).is_err() {
-                    self.reseek.insert(p);
-                }
-            }
+        if !std::mem::take(&mut self.reseek).is_empty() {
+            self.reassign();
         }
         let mut statuses = Vec::with_capacity(self.parts.len());
         for (&p, st) in &self.parts {
@@ -817,7 +826,6 @@ impl Agent {
         {
             tracing::error!("state file did not finish writing within the grace period");
         }
-        self.main_queue.abort();
         tracing::info!("agent stopped");
     }
 }

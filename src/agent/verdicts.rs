@@ -139,9 +139,11 @@ impl Agent {
                 });
             }
             Verdict::Seek { partition, offset } => {
+                // After an out-of-range error librdkafka stops fetching the partition and
+                // refuses a seek; assigning again at the tracker's positions restarts it.
                 if let Err(error) = self.verifier.seek(partition, offset) {
-                    tracing::warn!(partition, offset, %error, "verifier seek failed; retrying");
-                    self.reseek.insert(partition);
+                    tracing::debug!(partition, offset, %error, "verifier seek refused; reassigning");
+                    self.reassign();
                 }
             }
             Verdict::Unmatched { partition, seq } => {
