@@ -10,8 +10,8 @@ pub fn render(events: &[Event]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<27} {:<20} {:>9} {:>12} {:>12} {:>6}  {:<15} {}",
-        "when (UTC)", "topic", "partition", "seq", "offset", "broker", "kind", "detail"
+        "{:<27} {:<20} {:>9} {:>12} {:>12} {:>6}  {:<15} detail",
+        "when (UTC)", "topic", "partition", "seq", "offset", "broker", "kind"
     );
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for e in events {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project; exits non-zero on the first failure.
+#   1. formatting and lints
+#   2. unit, property, MockCluster and binary-level tests (cargo test)
+#   3. Prometheus rules: promtool syntax + unit tests, runbook anchors, generated PrometheusRule,
+#      dashboard queries (installs promtool if missing)
+#   4. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --locked
+
+step "alert rules, runbook and dashboard queries"
+scripts/check-alerts.sh
+
+step "deployment manifests"
+scripts/check-deploy.sh
