@@ -46,6 +46,7 @@ pub struct Metrics {
     pub metadata_errors: IntCounter,
     pub ledger_write_seconds: Histogram,
     pub ledger_errors: IntCounter,
+    pub producer_restarts: IntCounter,
 }
 
 fn counter(
@@ -124,6 +125,11 @@ impl Metrics {
             "State file writes that failed (state is retried at the next flush).",
         )?;
         reg.register(Box::new(ledger_errors.clone()))?;
+        let producer_restarts = IntCounter::new(
+            "losswatch_producer_restarts_total",
+            "Times the canary producer was recreated after a fatal librdkafka error.",
+        )?;
+        reg.register(Box::new(producer_restarts.clone()))?;
         Ok(Metrics {
             sent: counter(reg, "losswatch_probes_sent_total", "Probes handed to the producer.", TP)?,
             acked: counter(reg, "losswatch_probes_acked_total", "Probes acknowledged by the broker (acks=all).", TP)?,
@@ -203,6 +209,7 @@ impl Metrics {
             metadata_errors,
             ledger_write_seconds,
             ledger_errors,
+            producer_restarts,
         })
     }
 

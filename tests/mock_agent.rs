@@ -395,3 +395,37 @@ async fn missing_topic_is_reported_on_readyz() {
     stop.cancel();
     agent.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_survives_an_error_that_breaks_the_idempotent_producer() {
+    let mock = Mock::new(T, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
+        .await
+        .unwrap();
+    let addr = agent.addr;
+    eventually(WAIT, "steady state", || {
+        all_received(&scrape(addr), 2, 3.0).then_some(())
+    })
+    .await;
+    mock.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER; 3],
+    );
+    let acked = scrape(addr).sum("losswatch_probes_acked_total", &[]);
+    let s = eventually(WAIT, "probes acked and verified after the error", || {
+        let s = scrape(addr);
+        (s.sum("losswatch_probes_acked_total", &[]) >= acked + 10.0
+            && s.sum("losswatch_probes_received_total", &[]) >= acked + 8.0)
+            .then_some(s)
+    })
+    .await;
+    // librdkafka declares the idempotent producer dead on this error; the agent replaces it.
+    assert!(s.sum("losswatch_producer_restarts_total", &[]) >= 1.0);
+    assert!(s.sum("losswatch_probes_send_failed_total", &[]) >= 1.0);
+    assert_eq!(lost(&s), 0.0);
+    assert_identity(&s, T, 2);
+    stop.cancel();
+    agent.wait().await.unwrap();
+}

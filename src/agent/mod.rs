@@ -81,6 +81,8 @@ pub struct Agent {
     tracker: Tracker,
     producer: Arc<CanaryProducer>,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// Kept to build a replacement producer after a fatal error.
+    report_tx: mpsc::UnboundedSender<Report>,
     verifier: Verifier,
     store: Store,
     metrics: Metrics,
@@ -127,7 +129,8 @@ impl Agent {
         let (report_tx, reports) = mpsc::unbounded_channel();
         let timeout_ms = u64::try_from(cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
         let producer = Arc::new(
-            producer::create(&client_cfg, timeout_ms, report_tx).map_err(AgentError::Client)?,
+            producer::create(&client_cfg, timeout_ms, report_tx.clone())
+                .map_err(AgentError::Client)?,
         );
         let verifier = Verifier::create(&client_cfg, &cfg.canary.topic, loaded.instance)
             .map_err(AgentError::Client)?;
@@ -151,6 +154,7 @@ impl Agent {
             tracker,
             producer,
             reports,
+            report_tx,
             verifier,
             store,
             metrics,
@@ -207,7 +211,31 @@ impl Agent {
         self.shutdown().await;
     }
 
+    /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
+    /// (dropping purges its queue, which reports the purged probes as failed).
+    fn replace_fatal_producer(&mut self) {
+        let Some(fatal) = producer::fatal_error(&self.producer) else {
+            return;
+        };
+        tracing::error!(
+            error = fatal,
+            "fatal producer error; recreating the producer"
+        );
+        let timeout_ms =
+            u64::try_from(self.cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
+        match producer::create(&self.client_cfg, timeout_ms, self.report_tx.clone()) {
+            Ok(p) => {
+                let old = std::mem::replace(&mut self.producer, Arc::new(p));
+                tokio::task::spawn_blocking(move || drop(old));
+                self.metrics.producer_restarts.inc();
+                tracing::warn!("canary producer recreated after a fatal error");
+            }
+            Err(error) => tracing::error!(%error, "cannot recreate the canary producer"),
+        }
+    }
+
     async fn send_probes(&mut self) {
+        self.replace_fatal_producer();
         let now = now_us();
         let producing: Vec<i32> = self
             .parts

@@ -121,6 +121,14 @@ impl ProducerContext for ReportingContext {
 
 pub type CanaryProducer = ThreadedProducer<ReportingContext>;
 
+/// The fatal error the producer hit, if any: e.g. an idempotent producer whose sequence
+/// numbers fell out of step with the broker. It is unusable from then on and must be replaced.
+pub fn fatal_error(producer: &CanaryProducer) -> Option<String> {
+    rdkafka::producer::Producer::client(producer)
+        .fatal_error()
+        .map(|(code, reason)| format!("{code}: {reason}"))
+}
+
 /// Builds the producer. `base` carries the bootstrap servers and user properties.
 pub fn create(
     base: &ClientConfig,
