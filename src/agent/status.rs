@@ -2,10 +2,12 @@
 //! per-partition summary served as `/api/status`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use uuid::Uuid;
 
+use super::{now_us, Agent};
 use crate::tracker::Totals;
 
 /// Liveness and readiness, shared with the HTTP server.
@@ -123,4 +125,59 @@ pub struct Status {
     pub not_ready_reason: Option<String>,
     pub other_instances: Vec<String>,
     pub partitions: Vec<PartitionStatus>,
+}
+
+impl Agent {
+    pub(super) fn housekeeping(&mut self) {
+        let now = now_us();
+        self.health.beat(now / 1000);
+        self.tracker.on_tick(now, &mut self.verdicts);
+        self.emit_verdicts();
+        if !std::mem::take(&mut self.reseek).is_empty() {
+            self.reassign();
+        }
+        let mut statuses = Vec::with_capacity(self.parts.len());
+        for (&p, st) in &self.parts {
+            let pl = p.to_string();
+            let labels = [self.topic.as_str(), pl.as_str()];
+            let pending = self.tracker.pending_len(p);
+            self.metrics
+                .pending
+                .with_label_values(&labels)
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            let age = self
+                .tracker
+                .oldest_pending_acked_at(p)
+                .map_or(0.0, |t| ((now - t).max(0)) as f64 / 1e6);
+            self.metrics
+                .oldest_pending_age
+                .with_label_values(&labels)
+                .set(age);
+            statuses.push(PartitionStatus {
+                partition: p,
+                leader: st.info.leader,
+                replicas: st.info.replicas.clone(),
+                isr: st.info.isr.clone(),
+                producing: st.producing,
+                next_seq: st.next_seq,
+                last_acked: st.last_acked,
+                last_verified: st.last_verified,
+                read_position: self.tracker.position(p),
+                pending,
+                oldest_pending_age_seconds: age,
+                totals: TotalsView::from_totals(self.tracker.totals(p), st.send_failed),
+            });
+        }
+        let readiness = self.health.readiness();
+        let status = Status {
+            version: env!("CARGO_PKG_VERSION"),
+            instance: self.instance.to_string(),
+            topic: self.topic.clone(),
+            ready: readiness.is_ok(),
+            not_ready_reason: readiness.err(),
+            other_instances: self.other_instances.iter().map(Uuid::to_string).collect(),
+            partitions: statuses,
+        };
+        self.status.send_replace(Arc::new(status));
+    }
 }

@@ -1,0 +1,111 @@
+//! What the verifier reads: records (classified as own probe, another instance's probe or
+//! foreign), out-of-range refusals and fetch errors.
+
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+
+use super::{now_us, Agent, Background, KAFKA_TIMEOUT, MAX_OTHER_INSTANCES};
+use crate::probe;
+use crate::tracker::Record;
+use crate::verifier::Fetched;
+
+impl Agent {
+    pub(super) fn on_fetched(&mut self, p: i32, f: Fetched) {
+        match f {
+            Fetched::Record(msg) => {
+                let record = self.classify(p, msg.payload());
+                self.tracker
+                    .on_record(p, msg.offset(), record, now_us(), &mut self.verdicts);
+                self.emit_verdicts();
+                self.refresh_pending(p);
+            }
+            Fetched::OutOfRange => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "offset_out_of_range"])
+                    .inc();
+                tracing::warn!(
+                    partition = p,
+                    position = self.tracker.position(p),
+                    "verifier fetch out of range; reading watermarks"
+                );
+                let consumer = self.verifier.consumer().clone();
+                let topic = self.topic.clone();
+                let tx = self.bg_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = consumer.fetch_watermarks(&topic, p, KAFKA_TIMEOUT);
+                    let _ = tx.blocking_send(Background::Watermarks {
+                        partition: p,
+                        result,
+                    });
+                });
+            }
+            Fetched::Error(error) => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "fetch"])
+                    .inc();
+                tracing::warn!(partition = p, %error, "verifier fetch error");
+            }
+        }
+    }
+
+    /// An error on the consumer's main queue, not tied to a partition.
+    pub(super) fn on_main_error(&mut self, f: Fetched) {
+        match f {
+            Fetched::OutOfRange => {
+                // Reported before the partition queues were split; assigning again makes the
+                // partition report it on its own queue, where it is classified.
+                self.reassign();
+            }
+            Fetched::Error(error) => {
+                self.metrics
+                    .consumer_errors
+                    .with_label_values(&[self.topic.as_str(), "client"])
+                    .inc();
+                tracing::debug!(%error, "verifier consumer error");
+            }
+            Fetched::Record(_) => {}
+        }
+    }
+
+    /// Decides what a record on partition `p` is; counts foreign records and other instances.
+    pub(super) fn classify(&mut self, p: i32, payload: Option<&[u8]>) -> Record {
+        match probe::decode(payload) {
+            Ok(probe) if probe.partition != p => {
+                self.metrics
+                    .foreign
+                    .with_label_values(&[self.topic.as_str(), "wrong_partition"])
+                    .inc();
+                Record::Other
+            }
+            Ok(probe) if probe.instance == self.instance => Record::Own {
+                seq: probe.seq,
+                produced_at_us: probe.produced_at_us,
+            },
+            Ok(probe) => {
+                let known = self.other_instances.contains(&probe.instance);
+                if !known && self.other_instances.len() < MAX_OTHER_INSTANCES {
+                    self.other_instances.insert(probe.instance);
+                }
+                let label = if known || self.other_instances.contains(&probe.instance) {
+                    probe.instance.to_string()
+                } else {
+                    "other".to_string()
+                };
+                self.metrics
+                    .other_instance
+                    .with_label_values(&[self.topic.as_str(), label.as_str()])
+                    .inc();
+                Record::Other
+            }
+            Err(e) => {
+                self.metrics
+                    .foreign
+                    .with_label_values(&[self.topic.as_str(), e.as_label()])
+                    .inc();
+                Record::Other
+            }
+        }
+    }
+}

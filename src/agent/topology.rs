@@ -1,0 +1,277 @@
+//! The canary topic as metadata shows it: partitions appearing (new ones are verified from
+//! their end, saved ones resume from the ledger), leaders, a missing topic, and the
+//! verifier's assignment.
+
+use std::collections::BTreeMap;
+
+use rdkafka::consumer::Consumer;
+
+use super::{Agent, Background, PartState, KAFKA_TIMEOUT};
+use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
+
+impl Agent {
+    pub(super) fn refresh_metadata(&mut self) {
+        let consumer = self.verifier.consumer().clone();
+        let topic = self.topic.clone();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let res = topic::describe(consumer.client(), &topic, KAFKA_TIMEOUT);
+            let _ = tx.blocking_send(Background::Metadata(res));
+        });
+    }
+
+    pub(super) fn on_background(&mut self, bg: Background) {
+        match bg {
+            Background::Metadata(Ok(view)) => self.on_metadata(view),
+            Background::Metadata(Err(TopicError::Missing(_))) => self.on_topic_missing(),
+            Background::Metadata(Err(error)) => {
+                self.metrics.metadata_errors.inc();
+                tracing::warn!(%error, "canary topic metadata refresh failed");
+                if !self.metadata_loaded {
+                    self.health.set_not_ready(error.to_string());
+                }
+            }
+            Background::Created(res) => {
+                self.creating = false;
+                match res {
+                    Ok(()) => self.refresh_metadata(),
+                    Err(error) => {
+                        tracing::error!(%error, "canary topic is missing and could not be created");
+                        self.health.set_not_ready(error.to_string());
+                    }
+                }
+            }
+            Background::Starts(starts) => {
+                for (p, res) in starts {
+                    self.starting.remove(&p);
+                    match res {
+                        Ok(high) => {
+                            let saved = self.saved.remove(&p).unwrap_or_default();
+                            self.tracker.add_partition(p, high);
+                            self.adopt(
+                                p,
+                                saved.reserved_seq.max(saved.next_seq),
+                                saved.reserved_seq,
+                            );
+                            tracing::info!(
+                                partition = p,
+                                start = high,
+                                "verifying new partition from its end"
+                            );
+                        }
+                        Err(error) => {
+                            tracing::warn!(partition = p, %error, "cannot read partition end; retrying at next metadata refresh");
+                        }
+                    }
+                }
+                self.reassign();
+            }
+            Background::Watermarks { partition, result } => match result {
+                Ok((low, high)) => {
+                    self.tracker
+                        .on_out_of_range(partition, low, high, &mut self.verdicts);
+                    self.emit_verdicts();
+                    self.refresh_pending(partition);
+                }
+                Err(error) => {
+                    tracing::warn!(partition, %error, "cannot read watermarks after out of range; resuming");
+                    self.reseek.insert(partition);
+                }
+            },
+        }
+    }
+
+    pub(super) fn on_topic_missing(&mut self) {
+        let topic = self.topic.clone();
+        if !self.cfg.canary.create_topic {
+            let reason =
+                format!("canary topic {topic} does not exist and canary.create_topic is false");
+            tracing::error!("{reason}");
+            self.health.set_not_ready(reason);
+            return;
+        }
+        self.health
+            .set_not_ready(format!("canary topic {topic} does not exist; creating it"));
+        if self.creating {
+            return;
+        }
+        self.creating = true;
+        let consumer = self.verifier.consumer().clone();
+        let base = self.client_cfg.clone();
+        let (parts, rf) = (
+            self.cfg.canary.partitions,
+            self.cfg.canary.replication_factor,
+        );
+        let tx = self.bg_tx.clone();
+        tokio::spawn(async move {
+            let brokers = tokio::task::spawn_blocking(move || {
+                consumer
+                    .fetch_metadata(None, KAFKA_TIMEOUT)
+                    .map(|m| m.brokers().len())
+            })
+            .await;
+            let res = match brokers {
+                Ok(Ok(n)) => topic::create(&base, &topic, n, parts, rf, KAFKA_TIMEOUT).await,
+                Ok(Err(e)) => Err(TopicError::Metadata(e)),
+                Err(e) => Err(TopicError::Create {
+                    topic: topic.clone(),
+                    reason: e.to_string(),
+                }),
+            };
+            let _ = tx.send(Background::Created(res)).await;
+        });
+    }
+
+    pub(super) fn on_metadata(&mut self, view: TopicView) {
+        if !self.metadata_loaded {
+            tracing::info!(
+                partitions = view.partitions.len(),
+                brokers = view.brokers.len(),
+                "canary topic metadata loaded"
+            );
+        }
+        self.metadata_loaded = true;
+        self.health.set_ready();
+        self.metrics.ready.set(1);
+        self.metrics
+            .partitions
+            .set(i64::try_from(view.partitions.len()).unwrap_or(i64::MAX));
+        let mut fresh = vec![];
+        let mut restored = false;
+        for (&p, info) in &view.partitions {
+            let pl = p.to_string();
+            self.metrics
+                .leader
+                .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                .set(i64::from(info.leader));
+            // Lost series exist at zero for every broker, so that the first loss is an
+            // increase that rules can see.
+            for b in &view.brokers {
+                let bl = b.to_string();
+                self.metrics.lost.with_label_values(&[
+                    self.topic.as_str(),
+                    pl.as_str(),
+                    bl.as_str(),
+                ]);
+            }
+            if let Some(st) = self.parts.get_mut(&p) {
+                if st.info.leader != info.leader {
+                    tracing::info!(
+                        partition = p,
+                        from = st.info.leader,
+                        to = info.leader,
+                        "partition leader changed"
+                    );
+                }
+                st.info = info.clone();
+                st.producing = true;
+                continue;
+            }
+            if self.starting.contains(&p) {
+                continue;
+            }
+            match self.saved.remove(&p) {
+                Some(saved) if saved.snapshot.position >= 0 => {
+                    let n = saved.snapshot.pending.len();
+                    self.metrics
+                        .restored_pending
+                        .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    tracing::info!(
+                        partition = p,
+                        position = saved.snapshot.position,
+                        pending = n,
+                        next_seq = saved.reserved_seq,
+                        "resuming partition from saved state"
+                    );
+                    self.tracker.restore_partition(p, saved.snapshot);
+                    self.adopt(p, saved.reserved_seq, saved.reserved_seq);
+                    if let Some(st) = self.parts.get_mut(&p) {
+                        st.info = info.clone();
+                    }
+                    restored = true;
+                }
+                other => {
+                    if let Some(s) = other {
+                        self.saved.insert(p, s);
+                    }
+                    fresh.push(p);
+                }
+            }
+        }
+        for (p, st) in &mut self.parts {
+            if !view.partitions.contains_key(p) && st.producing {
+                tracing::warn!(
+                    partition = p,
+                    "partition no longer in metadata; not probing it"
+                );
+                st.producing = false;
+            }
+        }
+        if restored {
+            self.reassign();
+        }
+        if !fresh.is_empty() {
+            self.starting.extend(fresh.iter().copied());
+            let consumer = self.verifier.consumer().clone();
+            let topic = self.topic.clone();
+            let tx = self.bg_tx.clone();
+            let infos: BTreeMap<i32, PartitionInfo> = fresh
+                .iter()
+                .filter_map(|p| view.partitions.get(p).map(|i| (*p, i.clone())))
+                .collect();
+            self.pending_infos.extend(infos);
+            tokio::task::spawn_blocking(move || {
+                let starts = fresh
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p,
+                            consumer
+                                .fetch_watermarks(&topic, p, KAFKA_TIMEOUT)
+                                .map(|(_, h)| h),
+                        )
+                    })
+                    .collect();
+                let _ = tx.blocking_send(Background::Starts(starts));
+            });
+        }
+    }
+
+    /// Starts probing partition `p` (already known to the tracker).
+    pub(super) fn adopt(&mut self, p: i32, next_seq: u64, reserved_seq: u64) {
+        self.metrics.init_partition(&self.topic, p);
+        let info = self.pending_infos.remove(&p).unwrap_or(PartitionInfo {
+            leader: -1,
+            replicas: vec![],
+            isr: vec![],
+        });
+        self.parts.insert(
+            p,
+            PartState {
+                info,
+                next_seq,
+                reserved_seq,
+                producing: true,
+                last_acked: None,
+                last_verified: None,
+                send_failed: 0,
+            },
+        );
+    }
+
+    /// Points the verifier at every tracked partition, at the tracker's positions.
+    pub(super) fn reassign(&mut self) {
+        let positions: Vec<(i32, i64)> = self
+            .tracker
+            .partitions()
+            .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
+            .collect();
+        if let Err(error) = self.verifier.assign(&positions) {
+            tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
+            for (p, _) in positions {
+                self.reseek.insert(p);
+            }
+        }
+    }
+}
