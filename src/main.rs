@@ -161,6 +161,14 @@ fn main() -> ExitCode {
         }
     };
     let o = overrides(&cli.config);
+    let code = dispatch(cli, o, &runtime);
+    // A blocking librdkafka call still waiting on a dead broker must not hold the exit past
+    // the shutdown grace: give such calls one second, then leave.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match Config::load(cli.config.config.as_deref(), &o) {
             Ok(cfg) => {
