@@ -76,7 +76,7 @@ pub struct PendingProbe {
 }
 
 /// Lifetime counters of one partition. Persisted, so they survive restarts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Totals {
     pub acked: u64,
     pub received: u64,

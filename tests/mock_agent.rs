@@ -27,14 +27,50 @@ fn lost(s: &common::Scrape) -> f64 {
     s.sum("losswatch_probes_lost_total", &[])
 }
 
+/// An agent running against `mock`, with its own state file.
+struct Agent {
+    addr: std::net::SocketAddr,
+    stop: CancellationToken,
+    running: losswatch::Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    async fn start(mock: &Mock, topic: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        let running = losswatch::start(config(mock, topic, &dir.path().join("s.db")), stop.clone())
+            .await
+            .unwrap();
+        Agent {
+            addr: running.addr,
+            stop,
+            running,
+            _dir: dir,
+        }
+    }
+
+    /// Starts it and waits until every partition has verified a few probes.
+    async fn steady(mock: &Mock, partitions: i32) -> Agent {
+        let a = Agent::start(mock, T).await;
+        let addr = a.addr;
+        eventually(WAIT, "steady state", || {
+            all_received(&scrape(addr), partitions, 3.0).then_some(())
+        })
+        .await;
+        a
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.running.wait().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_verifies_every_partition() {
     let mock = Mock::new(T, 6);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::start(&mock, T).await;
     let addr = agent.addr;
     let s = eventually(WAIT, "5 probes verified on each of 6 partitions", || {
         let s = scrape(addr);
@@ -82,23 +118,14 @@ async fn steady_state_verifies_every_partition() {
     assert_eq!((code, body.trim()), (200, "[]"));
     assert_eq!(get(addr, "/nope").0, 404);
 
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_moves_and_broker_outage_are_failures_not_losses() {
     let mock = Mock::new(T, 6);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::steady(&mock, 6).await;
     let addr = agent.addr;
-    eventually(WAIT, "steady state", || {
-        all_received(&scrape(addr), 6, 3.0).then_some(())
-    })
-    .await;
 
     for p in 0..6 {
         mock.cluster
@@ -150,23 +177,14 @@ async fn leader_moves_and_broker_outage_are_failures_not_losses() {
             < s.sum("losswatch_ack_latency_seconds_count", &[])
     );
     assert_identity(&s, T, 6);
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_error_burst_is_a_producer_stage_failure() {
     let mock = Mock::new(T, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::steady(&mock, 2).await;
     let addr = agent.addr;
-    eventually(WAIT, "steady state", || {
-        all_received(&scrape(addr), 2, 3.0).then_some(())
-    })
-    .await;
     mock.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 200],
@@ -186,8 +204,7 @@ async fn produce_error_burst_is_a_producer_stage_failure() {
     .await;
     assert_eq!(lost(&s), 0.0);
     assert_identity(&s, T, 2);
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,9 +269,9 @@ async fn restart_on_same_state_continues_without_false_loss() {
             p.partition,
             p.next_seq
         );
-        assert_eq!(p.totals.lost, 0);
+        assert_eq!(p.totals.tracked.lost, 0);
         // Lifetime totals carry over the restart.
-        assert!(p.totals.received >= 5);
+        assert!(p.totals.tracked.received >= 5);
     }
     stop.cancel();
     second.wait().await.unwrap();
@@ -263,16 +280,8 @@ async fn restart_on_same_state_continues_without_false_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_canary_topic_is_counted_as_foreign() {
     let mock = Mock::new(T, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::steady(&mock, 2).await;
     let addr = agent.addr;
-    eventually(WAIT, "steady state", || {
-        all_received(&scrape(addr), 2, 3.0).then_some(())
-    })
-    .await;
 
     let good = Probe {
         instance: uuid::Uuid::from_u128(7),
@@ -323,23 +332,14 @@ async fn garbage_on_the_canary_topic_is_counted_as_foreign() {
     assert_eq!(s.sum("losswatch_other_instance_probes_total", &[]), 1.0);
     assert_eq!(lost(&s), 0.0);
     assert_identity(&s, T, 2);
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_overrun_while_verifier_is_held_back_is_expired_unread_not_lost() {
     let mock = Mock::new(T, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::steady(&mock, 1).await;
     let addr = agent.addr;
-    eventually(WAIT, "steady state", || {
-        all_received(&scrape(addr), 1, 3.0).then_some(())
-    })
-    .await;
 
     // Hold the verifier back: every fetch fails while the producer goes on.
     mock.cluster.request_errors(
@@ -373,17 +373,13 @@ async fn retention_overrun_while_verifier_is_held_back_is_expired_unread_not_los
     assert_identity(&s, T, 1);
     let (_, body) = get(addr, "/api/losses");
     assert!(body.contains("expired_unread"), "{body}");
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_topic_is_reported_on_readyz() {
     let mock = Mock::new(T, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let cfg = config(&mock, "no-such-topic", &dir.path().join("s.db"));
-    let agent = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let agent = Agent::start(&mock, "no-such-topic").await;
     let addr = agent.addr;
     let body = eventually(WAIT, "readyz names the missing topic", || {
         let (code, body) = get(addr, "/readyz");
@@ -392,23 +388,14 @@ async fn missing_topic_is_reported_on_readyz() {
     .await;
     assert!(body.contains("create_topic"), "{body}");
     assert_eq!(get(addr, "/livez").0, 200);
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probing_survives_an_error_that_breaks_the_idempotent_producer() {
     let mock = Mock::new(T, 2);
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let agent = losswatch::start(config(&mock, T, &dir.path().join("s.db")), stop.clone())
-        .await
-        .unwrap();
+    let agent = Agent::steady(&mock, 2).await;
     let addr = agent.addr;
-    eventually(WAIT, "steady state", || {
-        all_received(&scrape(addr), 2, 3.0).then_some(())
-    })
-    .await;
     mock.cluster.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER; 3],
@@ -426,6 +413,5 @@ async fn probing_survives_an_error_that_breaks_the_idempotent_producer() {
     assert!(s.sum("losswatch_probes_send_failed_total", &[]) >= 1.0);
     assert_eq!(lost(&s), 0.0);
     assert_identity(&s, T, 2);
-    stop.cancel();
-    agent.wait().await.unwrap();
+    agent.stop().await;
 }

@@ -63,35 +63,10 @@ impl Health {
 /// Lifetime totals as served (counters survive restarts here, unlike in `/metrics`).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TotalsView {
-    pub acked: u64,
-    pub received: u64,
-    pub lost: u64,
-    pub expired_unread: u64,
-    pub late: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub truncations: u64,
-    pub unmatched: u64,
-    pub failed_arrived: u64,
+    #[serde(flatten)]
+    pub tracked: Totals,
+    /// Send failures since this process started.
     pub send_failed: u64,
-}
-
-impl TotalsView {
-    pub fn from_totals(t: Totals, send_failed: u64) -> Self {
-        TotalsView {
-            acked: t.acked,
-            received: t.received,
-            lost: t.lost,
-            expired_unread: t.expired_unread,
-            late: t.late,
-            duplicated: t.duplicated,
-            reordered: t.reordered,
-            truncations: t.truncations,
-            unmatched: t.unmatched,
-            failed_arrived: t.failed_arrived,
-            send_failed,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -165,7 +140,10 @@ impl Agent {
                 read_position: self.tracker.position(p),
                 pending,
                 oldest_pending_age_seconds: age,
-                totals: TotalsView::from_totals(self.tracker.totals(p), st.send_failed),
+                totals: TotalsView {
+                    tracked: self.tracker.totals(p),
+                    send_failed: st.send_failed,
+                },
             });
         }
         let readiness = self.health.readiness();

@@ -2,7 +2,7 @@
 //! event here, in one place, so that logs, metrics and `/api/losses` never disagree.
 
 use crate::ledger::Event;
-use crate::tracker::Verdict;
+use crate::tracker::{PendingProbe, Verdict};
 
 use super::{now_us, Agent, SeqAt};
 
@@ -15,6 +15,28 @@ impl Agent {
         }
         self.verdicts = verdicts;
         self.verdicts.clear();
+    }
+
+    /// Queues a loss event for the ledger (and so for `/api/losses` and `losswatch report`).
+    fn record_event(
+        &mut self,
+        partition: i32,
+        probe: Option<&PendingProbe>,
+        offset: i64,
+        broker: Option<i32>,
+        kind: &str,
+        detail: &str,
+    ) {
+        self.batch.events.push(Event {
+            at_us: now_us(),
+            topic: self.topic.clone(),
+            partition,
+            seq: probe.map(|p| p.seq),
+            offset: Some(offset),
+            broker,
+            kind: kind.into(),
+            detail: detail.into(),
+        });
     }
 
     fn emit(&mut self, v: Verdict) {
@@ -77,16 +99,14 @@ impl Agent {
                     "probe lost: acked, then gone from the log"
                 );
                 self.batch.removed.push((partition, probe.seq));
-                self.batch.events.push(Event {
-                    at_us: now_us(),
-                    topic: topic.to_owned(),
+                self.record_event(
                     partition,
-                    seq: Some(probe.seq),
-                    offset: Some(probe.offset),
-                    broker: Some(probe.broker),
-                    kind: "lost".into(),
-                    detail: cause.as_str().into(),
-                });
+                    Some(&probe),
+                    probe.offset,
+                    Some(probe.broker),
+                    "lost",
+                    cause.as_str(),
+                );
             }
             Verdict::ExpiredUnread { partition, probe } => {
                 let p = partition.to_string();
@@ -101,16 +121,14 @@ impl Agent {
                     "probe expired unread: retention removed it before the verifier read it"
                 );
                 self.batch.removed.push((partition, probe.seq));
-                self.batch.events.push(Event {
-                    at_us: now_us(),
-                    topic: topic.to_owned(),
+                self.record_event(
                     partition,
-                    seq: Some(probe.seq),
-                    offset: Some(probe.offset),
-                    broker: Some(probe.broker),
-                    kind: "expired_unread".into(),
-                    detail: "retention".into(),
-                });
+                    Some(&probe),
+                    probe.offset,
+                    Some(probe.broker),
+                    "expired_unread",
+                    "retention",
+                );
             }
             Verdict::Truncation {
                 partition,
@@ -127,16 +145,14 @@ impl Agent {
                     evidence = evidence.as_str(),
                     "partition log truncated"
                 );
-                self.batch.events.push(Event {
-                    at_us: now_us(),
-                    topic: topic.to_owned(),
+                self.record_event(
                     partition,
-                    seq: None,
-                    offset: Some(offset),
-                    broker: leader,
-                    kind: "truncation".into(),
-                    detail: evidence.as_str().into(),
-                });
+                    None,
+                    offset,
+                    leader,
+                    "truncation",
+                    evidence.as_str(),
+                );
             }
             Verdict::Seek { partition, offset } => {
                 // After an out-of-range error librdkafka stops fetching the partition and
