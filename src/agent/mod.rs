@@ -48,7 +48,8 @@ pub fn now_us() -> i64 {
 enum Background {
     Metadata(Result<TopicView, TopicError>),
     Created(Result<(), TopicError>),
-    Starts(Vec<(i32, Result<i64, KafkaError>)>),
+    /// New partitions with their metadata and log end (where verifying starts).
+    Starts(Vec<(i32, PartitionInfo, Result<i64, KafkaError>)>),
     Watermarks {
         partition: i32,
         result: Result<(i64, i64), KafkaError>,
@@ -91,12 +92,11 @@ pub struct Agent {
     saved: BTreeMap<i32, SavedPartition>,
     parts: BTreeMap<i32, PartState>,
     starting: BTreeSet<i32>,
-    /// Metadata of partitions whose start offset is being read.
-    pending_infos: BTreeMap<i32, PartitionInfo>,
     batch: Batch,
     verdicts: Vec<Verdict>,
     payload: Vec<u8>,
-    reseek: BTreeSet<i32>,
+    /// The verifier's assignment must be redone (a seek or an assignment failed).
+    reassign_due: bool,
     other_instances: BTreeSet<Uuid>,
     bg_tx: mpsc::Sender<Background>,
     bg_rx: mpsc::Receiver<Background>,
@@ -163,11 +163,10 @@ impl Agent {
             saved: loaded.partitions,
             parts: BTreeMap::new(),
             starting: BTreeSet::new(),
-            pending_infos: BTreeMap::new(),
             batch: Batch::default(),
             verdicts: Vec::new(),
             payload: Vec::new(),
-            reseek: BTreeSet::new(),
+            reassign_due: false,
             other_instances: BTreeSet::new(),
             bg_tx,
             bg_rx,

@@ -108,7 +108,7 @@ impl Agent {
         self.health.beat(now / 1000);
         self.tracker.on_tick(now, &mut self.verdicts);
         self.emit_verdicts();
-        if !std::mem::take(&mut self.reseek).is_empty() {
+        if std::mem::take(&mut self.reassign_due) {
             self.reassign();
         }
         let mut statuses = Vec::with_capacity(self.parts.len());

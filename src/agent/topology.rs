@@ -2,8 +2,6 @@
 //! their end, saved ones resume from the ledger), leaders, a missing topic, and the
 //! verifier's assignment.
 
-use std::collections::BTreeMap;
-
 use rdkafka::consumer::Consumer;
 
 use super::{Agent, Background, PartState, KAFKA_TIMEOUT};
@@ -42,7 +40,7 @@ impl Agent {
                 }
             }
             Background::Starts(starts) => {
-                for (p, res) in starts {
+                for (p, info, res) in starts {
                     self.starting.remove(&p);
                     match res {
                         Ok(high) => {
@@ -50,6 +48,7 @@ impl Agent {
                             self.tracker.add_partition(p, high);
                             self.adopt(
                                 p,
+                                info,
                                 saved.reserved_seq.max(saved.next_seq),
                                 saved.reserved_seq,
                             );
@@ -75,7 +74,7 @@ impl Agent {
                 }
                 Err(error) => {
                     tracing::warn!(partition, %error, "cannot read watermarks after out of range; resuming");
-                    self.reseek.insert(partition);
+                    self.reassign_due = true;
                 }
             },
         }
@@ -185,17 +184,14 @@ impl Agent {
                         "resuming partition from saved state"
                     );
                     self.tracker.restore_partition(p, saved.snapshot);
-                    self.adopt(p, saved.reserved_seq, saved.reserved_seq);
-                    if let Some(st) = self.parts.get_mut(&p) {
-                        st.info = info.clone();
-                    }
+                    self.adopt(p, info.clone(), saved.reserved_seq, saved.reserved_seq);
                     restored = true;
                 }
                 other => {
                     if let Some(s) = other {
                         self.saved.insert(p, s);
                     }
-                    fresh.push(p);
+                    fresh.push((p, info.clone()));
                 }
             }
         }
@@ -212,25 +208,18 @@ impl Agent {
             self.reassign();
         }
         if !fresh.is_empty() {
-            self.starting.extend(fresh.iter().copied());
+            self.starting.extend(fresh.iter().map(|(p, _)| *p));
             let consumer = self.verifier.consumer().clone();
             let topic = self.topic.clone();
             let tx = self.bg_tx.clone();
-            let infos: BTreeMap<i32, PartitionInfo> = fresh
-                .iter()
-                .filter_map(|p| view.partitions.get(p).map(|i| (*p, i.clone())))
-                .collect();
-            self.pending_infos.extend(infos);
             tokio::task::spawn_blocking(move || {
                 let starts = fresh
                     .into_iter()
-                    .map(|p| {
-                        (
-                            p,
-                            consumer
-                                .fetch_watermarks(&topic, p, KAFKA_TIMEOUT)
-                                .map(|(_, h)| h),
-                        )
+                    .map(|(p, info)| {
+                        let high = consumer
+                            .fetch_watermarks(&topic, p, KAFKA_TIMEOUT)
+                            .map(|(_, h)| h);
+                        (p, info, high)
                     })
                     .collect();
                 let _ = tx.blocking_send(Background::Starts(starts));
@@ -239,13 +228,8 @@ impl Agent {
     }
 
     /// Starts probing partition `p` (already known to the tracker).
-    pub(super) fn adopt(&mut self, p: i32, next_seq: u64, reserved_seq: u64) {
+    pub(super) fn adopt(&mut self, p: i32, info: PartitionInfo, next_seq: u64, reserved_seq: u64) {
         self.metrics.init_partition(&self.topic, p);
-        let info = self.pending_infos.remove(&p).unwrap_or(PartitionInfo {
-            leader: -1,
-            replicas: vec![],
-            isr: vec![],
-        });
         self.parts.insert(
             p,
             PartState {
@@ -269,9 +253,7 @@ impl Agent {
             .collect();
         if let Err(error) = self.verifier.assign(&positions) {
             tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
-            for (p, _) in positions {
-                self.reseek.insert(p);
-            }
+            self.reassign_due = true;
         }
     }
 }
