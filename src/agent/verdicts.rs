@@ -21,7 +21,7 @@ impl Agent {
     fn record_event(
         &mut self,
         partition: i32,
-        probe: Option<&PendingProbe>,
+        seq: Option<u64>,
         offset: i64,
         broker: Option<i32>,
         kind: &str,
@@ -31,12 +31,20 @@ impl Agent {
             at_us: now_us(),
             topic: self.topic.clone(),
             partition,
-            seq: probe.map(|p| p.seq),
+            seq,
             offset: Some(offset),
             broker,
             kind: kind.into(),
             detail: detail.into(),
         });
+    }
+
+    /// A pending probe was resolved as lost or expired: it leaves the saved pending set and
+    /// the event is recorded, in the same batch.
+    fn close_probe(&mut self, partition: i32, probe: &PendingProbe, kind: &str, detail: &str) {
+        self.batch.removed.push((partition, probe.seq));
+        let (seq, offset, broker) = (Some(probe.seq), probe.offset, Some(probe.broker));
+        self.record_event(partition, seq, offset, broker, kind, detail);
     }
 
     fn emit(&mut self, v: Verdict) {
@@ -98,15 +106,7 @@ impl Agent {
                     stage = "broker",
                     "probe lost: acked, then gone from the log"
                 );
-                self.batch.removed.push((partition, probe.seq));
-                self.record_event(
-                    partition,
-                    Some(&probe),
-                    probe.offset,
-                    Some(probe.broker),
-                    "lost",
-                    cause.as_str(),
-                );
+                self.close_probe(partition, &probe, "lost", cause.as_str());
             }
             Verdict::ExpiredUnread { partition, probe } => {
                 let p = partition.to_string();
@@ -120,15 +120,7 @@ impl Agent {
                     stage = "consumer",
                     "probe expired unread: retention removed it before the verifier read it"
                 );
-                self.batch.removed.push((partition, probe.seq));
-                self.record_event(
-                    partition,
-                    Some(&probe),
-                    probe.offset,
-                    Some(probe.broker),
-                    "expired_unread",
-                    "retention",
-                );
+                self.close_probe(partition, &probe, "expired_unread", "retention");
             }
             Verdict::Truncation {
                 partition,
