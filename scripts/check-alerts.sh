@@ -13,34 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export DEBIAN_FRONTEND=noninteractive
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_INPUT=1
-
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
-
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" = 0 ]; then
-    $SUDO apt-get update -qq
-    apt_updated=1
-  fi
-  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-ensure_python_yaml() {
-  if ! command -v python3 >/dev/null 2>&1; then
-    echo "installing python3 (apt)"
-    apt_install python3 python3-yaml
-  fi
-  if ! python3 -c 'import yaml' 2>/dev/null; then
-    echo "installing PyYAML (pip)"
-    python3 -m pip install -q pyyaml 2>/dev/null \
-      || python3 -m pip install -q --break-system-packages pyyaml 2>/dev/null \
-      || apt_install python3-yaml
-  fi
-  python3 -c 'import yaml' || { echo "check-alerts: cannot import yaml with $(command -v python3)" >&2; exit 2; }
-}
+. scripts/lib/common.sh
 
 ensure_promtool() {
   if ! command -v promtool >/dev/null 2>&1; then
@@ -57,10 +30,6 @@ echo "using $(promtool --version 2>&1 | head -n1)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-not_ok() { failed=$((failed + 1)); echo "FAIL: $*"; }
 # Runs a command quietly; shows its output only when it fails.
 check() {
   local what="$1"
@@ -71,13 +40,6 @@ check() {
     cat "$tmp/out"
     not_ok "$what"
   fi
-}
-# Adds the ok:/FAIL: lines printed by an embedded python check to the counts.
-count_lines() {
-  local file="$1"
-  cat "$file"
-  passed=$((passed + $(grep -c '^ok: ' "$file" || true)))
-  failed=$((failed + $(grep -c '^FAIL: ' "$file" || true)))
 }
 
 RULES=alerts/losswatch.rules.yml

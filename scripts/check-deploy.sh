@@ -17,38 +17,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export DEBIAN_FRONTEND=noninteractive
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_NO_INPUT=1
+. scripts/lib/common.sh
 
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo -n"; fi
-
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" = 0 ]; then
-    $SUDO apt-get update -qq
-    apt_updated=1
-  fi
-  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-# pip into whatever python3 is first on PATH; Debian's own python3 needs --break-system-packages.
-pip_install() {
-  if ! python3 -m pip --version >/dev/null 2>&1; then
-    echo "installing pip (apt: python3-pip)"
-    apt_install python3-pip
-  fi
-  python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
-}
-
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "installing python3 (apt)"
-  apt_install python3 python3-yaml
-fi
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  echo "installing PyYAML (pip)"
-  pip_install pyyaml || apt_install python3-yaml
-fi
+ensure_python_yaml
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   echo "installing kubernetes-validate (pip)"
   pip_install kubernetes-validate
@@ -61,17 +32,6 @@ python3 -c 'import yaml, kubernetes_validate' || { echo "check-deploy: python mo
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-not_ok() { failed=$((failed + 1)); echo "FAIL: $*"; }
-count_lines() {
-  local file="$1"
-  cat "$file"
-  passed=$((passed + $(grep -c '^ok: ' "$file" || true)))
-  failed=$((failed + $(grep -c '^FAIL: ' "$file" || true)))
-}
 
 kubectl_minor="$(kubectl version --client -o json 2>/dev/null \
   | python3 -c 'import json,re,sys; print(re.sub(r"\D","",json.load(sys.stdin)["clientVersion"]["minor"]))' 2>/dev/null || echo 0)"
