@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project; exits non-zero on the first failure.
 #   1. formatting and lints
-#   2. unit, property, MockCluster and binary-level tests (cargo test)
+#   2. unit, property, MockCluster, binary-level and real-broker tests (cargo test); the Tansu
+#      broker the real-broker tests start is installed first (pinned, built once, then cached)
 #   3. Prometheus rules: promtool syntax + unit tests, runbook anchors, generated PrometheusRule,
 #      dashboard queries (installs promtool if missing)
 #   4. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
@@ -15,6 +16,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+
+step "Tansu broker for the real-broker tests"
+LOSSWATCH_TANSU="$(scripts/install-tansu.sh | tail -n1)"
+export LOSSWATCH_TANSU
+echo "using $("$LOSSWATCH_TANSU" --version 2>&1 | head -n1) at $LOSSWATCH_TANSU"
 
 step "cargo test"
 cargo test --locked

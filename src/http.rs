@@ -32,6 +32,7 @@ const LIVENESS_MS: i64 = 30_000;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub scrape_lock: crate::metrics::ScrapeLock,
     pub health: Arc<Health>,
     pub status: watch::Receiver<Arc<Status>>,
     pub state_path: PathBuf,
@@ -79,7 +80,7 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
     let resp = match req.uri().path() {
         "/metrics" => text(
             StatusCode::OK,
-            crate::metrics::render(&state.registry),
+            crate::metrics::render(&state.registry, &state.scrape_lock),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/livez" => match state.health.since_beat_ms(now_us() / 1000) {

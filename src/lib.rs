@@ -148,9 +148,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
+    let scrape_lock = metrics.scrape_lock.clone();
     let agent = Agent::new(config, loaded, store, metrics, health.clone(), status_tx)?;
     let app = http::AppState {
         registry: registry.clone(),
+        scrape_lock,
         health: health.clone(),
         status: status_rx.clone(),
         state_path,

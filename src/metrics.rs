@@ -4,6 +4,8 @@
 //! what happened in this process and start at zero on restart, as Prometheus expects; the
 //! lifetime totals live in the ledger and are served by `/api/status`.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -16,8 +18,21 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Makes a scrape see the effects of one agent event together or not at all (a probe counted
+/// received is no longer pending in the same scrape), so that
+/// `acked + restored = received + lost + expired_unread + pending` holds on every scrape.
+#[derive(Clone, Default)]
+pub struct ScrapeLock(Arc<Mutex<()>>);
+
+impl ScrapeLock {
+    pub fn hold(&self) -> MutexGuard<'_, ()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[derive(Clone)]
 pub struct Metrics {
+    pub scrape_lock: ScrapeLock,
     pub sent: IntCounterVec,
     pub acked: IntCounterVec,
     pub send_failed: IntCounterVec,
@@ -131,6 +146,7 @@ impl Metrics {
         )?;
         reg.register(Box::new(producer_restarts.clone()))?;
         Ok(Metrics {
+            scrape_lock: ScrapeLock::default(),
             sent: counter(reg, "losswatch_probes_sent_total", "Probes handed to the producer.", TP)?,
             acked: counter(reg, "losswatch_probes_acked_total", "Probes acknowledged by the broker (acks=all).", TP)?,
             send_failed: counter(
@@ -244,9 +260,13 @@ impl Metrics {
     }
 }
 
-/// Renders the registry in the Prometheus text format.
-pub fn render(reg: &Registry) -> String {
+/// Renders the registry in the Prometheus text format, between two agent events.
+pub fn render(reg: &Registry, lock: &ScrapeLock) -> String {
+    let families = {
+        let _consistent = lock.hold();
+        reg.gather()
+    };
     let enc = prometheus::TextEncoder::new();
-    enc.encode_to_string(&reg.gather())
+    enc.encode_to_string(&families)
         .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
 }

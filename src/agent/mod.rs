@@ -193,21 +193,28 @@ impl Agent {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(r) = self.reports.recv() => self.on_report(r),
+                Some(r) = self.reports.recv() => self.consistently(|a| a.on_report(r)),
                 // The main queue before the partition queues: see `verifier::next_main`.
                 (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
-                    Some(p) => self.on_fetched(p, f),
+                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
-                (p, f) = self.verifier.next() => self.on_fetched(p, f),
-                Some(bg) = self.bg_rx.recv() => self.on_background(bg),
+                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 _ = probe_tick.tick() => self.send_probes().await,
                 _ = meta_tick.tick() => self.refresh_metadata(),
                 _ = flush_tick.tick() => self.flush(false),
-                _ = house_tick.tick() => self.housekeeping(),
+                _ = house_tick.tick() => self.consistently(Agent::housekeeping),
             }
         }
         self.shutdown().await;
+    }
+
+    /// Handles one event with scrapes held off, so none sees half of its metric updates.
+    fn consistently(&mut self, handle: impl FnOnce(&mut Agent)) {
+        let lock = self.metrics.scrape_lock.clone();
+        let _held = lock.hold();
+        handle(self);
     }
 
     /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
@@ -401,7 +408,33 @@ impl Agent {
         }
     }
 
-    /// Stops probing, drains delivery reports within the grace period, saves state.
+    /// Reads until every acked probe is resolved (nothing pending) or `deadline`, so that a
+    /// clean stop leaves a complete account and nothing to restore.
+    async fn verify_in_flight(&mut self, deadline: tokio::time::Instant) {
+        let pending = |a: &Agent| a.tracker.partitions().any(|p| a.tracker.pending_len(p) > 0);
+        if !pending(self) {
+            return;
+        }
+        tracing::info!("shutting down: verifying probes in flight");
+        while pending(self) {
+            tokio::select! {
+                biased;
+                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
+                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
+                    None => self.on_main_error(f),
+                },
+                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("grace period over with probes still unverified; they are saved");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops probing, drains delivery reports and verifies what is in flight within the grace
+    /// period, saves state.
     async fn shutdown(mut self) {
         let grace = self.cfg.shutdown.grace;
         let deadline = tokio::time::Instant::now() + grace.mul_f64(0.8);
@@ -427,6 +460,7 @@ impl Agent {
         while let Ok(r) = self.reports.try_recv() {
             self.on_report(r);
         }
+        self.verify_in_flight(deadline).await;
         self.housekeeping();
         self.flush(true);
         let closing = self.store.close();

@@ -141,7 +141,10 @@ pub fn create(
         .set("message.timeout.ms", delivery_timeout_ms.to_string())
         // Probes are tiny and rare: send each at once rather than waiting to fill a batch.
         .set("linger.ms", "0")
-        .set("queue.buffering.max.messages", "100000");
+        .set("queue.buffering.max.messages", "100000")
+        // The canary topic is created on purpose (or not at all), never implicitly by a
+        // metadata request with the broker's defaults.
+        .set("allow.auto.create.topics", "false");
     cfg.create_with_context(ReportingContext { reports })
 }
 

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+pub mod tansu;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -176,17 +179,37 @@ pub async fn eventually<T>(
     }
 }
 
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout` (blocking).
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// acked + restored and received + lost + expired + pending of one partition on a scrape.
+pub fn identity_sides(s: &Scrape, topic: &str, partition: i32) -> (f64, f64) {
+    let ps = partition.to_string();
+    let f = [("topic", topic), ("partition", ps.as_str())];
+    let acked = s.sum("losswatch_probes_acked_total", &f) + s.sum("losswatch_probes_restored", &f);
+    let accounted = s.sum("losswatch_probes_received_total", &f)
+        + s.sum("losswatch_probes_lost_total", &f)
+        + s.sum("losswatch_probes_expired_unread_total", &f)
+        + s.sum("losswatch_probes_pending", &f);
+    (acked, accounted)
+}
+
 /// Per-partition identity on a scrape: acked + restored = received + lost + expired + pending.
 pub fn assert_identity(s: &Scrape, topic: &str, partitions: i32) {
     for p in 0..partitions {
-        let ps = p.to_string();
-        let f = [("topic", topic), ("partition", ps.as_str())];
-        let acked =
-            s.sum("losswatch_probes_acked_total", &f) + s.sum("losswatch_probes_restored", &f);
-        let accounted = s.sum("losswatch_probes_received_total", &f)
-            + s.sum("losswatch_probes_lost_total", &f)
-            + s.sum("losswatch_probes_expired_unread_total", &f)
-            + s.sum("losswatch_probes_pending", &f);
+        let (acked, accounted) = identity_sides(s, topic, p);
         assert_eq!(
             acked, accounted,
             "partition {p}: acked+restored={acked} vs received+lost+expired+pending={accounted}"

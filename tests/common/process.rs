@@ -1,0 +1,179 @@
+//! The real `losswatch` binary as a process: a config file, signals, and its endpoints.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::tansu::{free_port, signal, tail};
+use super::{get, Scrape};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_losswatch");
+
+/// Settings of one agent run; rendered into a TOML config file.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub bootstrap: String,
+    pub topic: String,
+    pub probe_interval: &'static str,
+    pub metadata_refresh: &'static str,
+    pub delivery_timeout: &'static str,
+    pub create_topic: bool,
+    pub dir: PathBuf,
+}
+
+impl AgentSettings {
+    pub fn new(bootstrap: String, topic: &str, dir: &Path) -> AgentSettings {
+        AgentSettings {
+            bootstrap,
+            topic: topic.into(),
+            probe_interval: "100ms",
+            metadata_refresh: "1s",
+            delivery_timeout: "5s",
+            create_topic: false,
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.db")
+    }
+}
+
+pub struct AgentProcess {
+    pub settings: AgentSettings,
+    pub addr: SocketAddr,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProcess {
+    pub fn start(settings: AgentSettings) -> AgentProcess {
+        let port = free_port();
+        let config = settings.dir.join("agent.toml");
+        let s = &settings;
+        let text = format!(
+            r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+[canary]
+topic = "{topic}"
+probe_interval = "{pi}"
+metadata_refresh = "{mr}"
+delivery_timeout = "{dt}"
+create_topic = {ct}
+[http]
+listen = "127.0.0.1:{port}"
+[state]
+path = {state:?}
+flush_interval = "100ms"
+[shutdown]
+grace = "5s"
+"#,
+            bootstrap = s.bootstrap,
+            topic = s.topic,
+            pi = s.probe_interval,
+            mr = s.metadata_refresh,
+            dt = s.delivery_timeout,
+            ct = s.create_topic,
+            state = s.state().to_str().unwrap(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut a = AgentProcess {
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            log: settings.dir.join("agent.log"),
+            settings,
+            config,
+            child: None,
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .env(
+                "LOSSWATCH_LOG",
+                std::env::var("LOSSWATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited at start ({st}):\n{}", self.log_tail());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent did not listen within 20 s:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent is running").id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        signal(self.pid(), sig);
+    }
+
+    /// `kill -9`, then a new process on the same config and state file.
+    pub fn crash_and_restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.child.take().unwrap().wait().unwrap()
+    }
+
+    pub fn scrape(&self) -> Scrape {
+        let (code, body) = get(self.addr, "/metrics");
+        assert_eq!(code, 200, "/metrics answered {code}");
+        Scrape::parse(&body)
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = get(self.addr, path);
+        assert_eq!(code, 200, "{path} answered {code}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process must be continued to die promptly on SIGKILL's reaping.
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+        }
+        self.kill9();
+    }
+}
