@@ -82,6 +82,10 @@ pub struct Agent {
     tracker: Tracker,
     producer: Arc<CanaryProducer>,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// Why the producer refused a probe in a way it never recovers from, if it did.
+    producer_refuses: Option<String>,
+    /// When the current producer was created.
+    producer_since: Instant,
     /// Kept to build a replacement producer after a fatal error.
     report_tx: mpsc::UnboundedSender<Report>,
     verifier: Verifier,
@@ -172,6 +176,8 @@ impl Agent {
             bg_rx,
             metadata_loaded: false,
             creating: false,
+            producer_refuses: None,
+            producer_since: Instant::now(),
             cfg,
         })
     }
@@ -220,7 +226,8 @@ impl Agent {
     /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
     /// (dropping purges its queue, which reports the purged probes as failed).
     fn replace_fatal_producer(&mut self) {
-        let Some(fatal) = producer::fatal_error(&self.producer) else {
+        let refused = self.producer_refuses.take();
+        let Some(fatal) = producer::fatal_error(&self.producer).or(refused) else {
             return;
         };
         tracing::error!(
@@ -232,6 +239,7 @@ impl Agent {
         match producer::create(&self.client_cfg, timeout_ms, self.report_tx.clone()) {
             Ok(p) => {
                 let old = std::mem::replace(&mut self.producer, Arc::new(p));
+                self.producer_since = Instant::now();
                 tokio::task::spawn_blocking(move || drop(old));
                 self.metrics.producer_restarts.inc();
                 tracing::warn!("canary producer recreated after a fatal error");
@@ -277,10 +285,8 @@ impl Agent {
                 sent_epoch: self.tracker.epoch(p),
             };
             self.metrics.sent.with_label_values(&labels).inc();
-            if let Err((reason, probe)) =
-                producer::send(&self.producer, &self.topic, &self.payload, sent)
-            {
-                self.on_report(Report::Failed { probe, reason });
+            if let Err(failed) = producer::send(&self.producer, &self.topic, &self.payload, sent) {
+                self.on_report(failed);
             }
         }
     }
@@ -343,7 +349,17 @@ impl Agent {
                     });
                 }
             }
-            Report::Failed { probe, reason } => {
+            Report::Failed {
+                probe,
+                reason,
+                code,
+            } => {
+                if code.is_some_and(producer::is_unusable) && probe.sent_at >= self.producer_since {
+                    // The current producer's id or epoch is no longer accepted. librdkafka does
+                    // not always flag this as fatal, yet every later probe fails the same way:
+                    // replace the producer at the next tick.
+                    self.producer_refuses = Some(format!("probe refused: {code:?}"));
+                }
                 let p = probe.partition;
                 let pl = p.to_string();
                 self.metrics
@@ -357,6 +373,7 @@ impl Agent {
                     partition = p,
                     seq = probe.seq,
                     reason = reason.as_label(),
+                    error = ?code,
                     stage = "producer",
                     "probe send failed"
                 );

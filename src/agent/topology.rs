@@ -210,9 +210,14 @@ impl Agent {
         if !fresh.is_empty() {
             self.starting.extend(fresh.iter().map(|(p, _)| *p));
             let consumer = self.verifier.consumer().clone();
+            let producer = self.producer.clone();
             let topic = self.topic.clone();
             let tx = self.bg_tx.clone();
             tokio::task::spawn_blocking(move || {
+                // The producer keeps its own metadata: show it the new partitions before the
+                // first probe is addressed to them (a miss is an immediate refusal).
+                let _ = rdkafka::producer::Producer::client(&*producer)
+                    .fetch_metadata(Some(&topic), KAFKA_TIMEOUT);
                 let starts = fresh
                     .into_iter()
                     .map(|(p, info)| {

@@ -82,6 +82,8 @@ pub enum Report {
     Failed {
         probe: SentProbe,
         reason: FailReason,
+        /// librdkafka's error code, for the log.
+        code: Option<RDKafkaErrorCode>,
     },
 }
 
@@ -112,6 +114,7 @@ impl ProducerContext for ReportingContext {
             Err((err, _)) => Report::Failed {
                 probe: *probe,
                 reason: FailReason::from_error(err),
+                code: err.rdkafka_error_code(),
             },
         };
         // The receiver is gone only when the agent is shutting down.
@@ -120,6 +123,20 @@ impl ProducerContext for ReportingContext {
 }
 
 pub type CanaryProducer = ThreadedProducer<ReportingContext>;
+
+/// Whether a send refused with `code` means the idempotent producer is stuck for good (its
+/// producer id or epoch is no longer accepted) and must be replaced.
+pub fn is_unusable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::Fatal
+    )
+}
 
 /// The fatal error the producer hit, if any: e.g. an idempotent producer whose sequence
 /// numbers fell out of step with the broker. It is unusable from then on and must be replaced.
@@ -149,17 +166,19 @@ pub fn create(
 }
 
 /// Sends one probe. On an immediate refusal (queue full, unknown partition) the probe comes
-/// back with the reason, to be counted as a send failure.
+/// back as a failure report.
 pub fn send(
     producer: &CanaryProducer,
     topic: &str,
     payload: &[u8],
     probe: SentProbe,
-) -> Result<(), (FailReason, SentProbe)> {
+) -> Result<(), Report> {
     let record = BaseRecord::<(), [u8], Box<SentProbe>>::with_opaque_to(topic, Box::new(probe))
         .partition(probe.partition)
         .payload(payload);
-    producer
-        .send(record)
-        .map_err(|(err, rec)| (FailReason::from_error(&err), *rec.delivery_opaque))
+    producer.send(record).map_err(|(err, rec)| Report::Failed {
+        probe: *rec.delivery_opaque,
+        reason: FailReason::from_error(&err),
+        code: err.rdkafka_error_code(),
+    })
 }

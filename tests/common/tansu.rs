@@ -57,7 +57,10 @@ pub fn binary() -> PathBuf {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    if let Some(p) = cargo_home.map(|h| h.join("bin/tansu")).filter(|p| p.exists()) {
+    if let Some(p) = cargo_home
+        .map(|h| h.join("bin/tansu"))
+        .filter(|p| p.exists())
+    {
         return p;
     }
     if let Some(dir) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
@@ -309,15 +312,12 @@ pub fn read_all(
     let mut out: BTreeMap<i32, Vec<Seen>> = (0..partitions).map(|p| (p, vec![])).collect();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                last = Instant::now();
-                out.entry(m.partition()).or_default().push(Seen {
-                    offset: m.offset(),
-                    probe: probe::decode(m.payload()).ok(),
-                });
-            }
-            Some(Err(_)) | None => {}
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            last = Instant::now();
+            out.entry(m.partition()).or_default().push(Seen {
+                offset: m.offset(),
+                probe: probe::decode(m.payload()).ok(),
+            });
         }
     }
     out
@@ -353,7 +353,9 @@ impl VersionCap {
                 );
                 std::thread::spawn(move || pump(c2, s2, |f| note_request(f, &asked2)));
                 std::thread::spawn(move || {
-                    pump(server, client, |f| cap_response(f, &asked, api_key, max_version))
+                    pump(server, client, |f| {
+                        cap_response(f, &asked, api_key, max_version)
+                    })
                 });
             }
         });
@@ -362,7 +364,7 @@ impl VersionCap {
 }
 
 /// Copies length-prefixed Kafka frames from `from` to `to`, passing each through `edit`.
-fn pump(mut from: TcpStream, mut to: TcpStream, mut edit: impl FnMut(&mut Vec<u8>)) {
+fn pump(mut from: TcpStream, mut to: TcpStream, mut edit: impl FnMut(&mut [u8])) {
     use std::io::{Read, Write};
     loop {
         let mut len = [0u8; 4];
@@ -383,7 +385,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, mut edit: impl FnMut(&mut Vec<u8
 }
 
 /// Remembers (api key, version) of each request by correlation id.
-fn note_request(frame: &mut Vec<u8>, asked: &Mutex<BTreeMap<i32, (i16, i16)>>) {
+fn note_request(frame: &mut [u8], asked: &Mutex<BTreeMap<i32, (i16, i16)>>) {
     if frame.len() >= 8 {
         let key = i16::from_be_bytes([frame[0], frame[1]]);
         let version = i16::from_be_bytes([frame[2], frame[3]]);
