@@ -16,8 +16,8 @@ Used by scripts/check-pager.sh. Two runs of the same length, each with its own p
 
 "power-loss" run: after the warm-up the broker is killed with SIGKILL and a fresh one is started
 on the same port with the same storage URL, so every acknowledged record is gone and every
-partition starts again at offset 0. The agent keeps running and recreates the canary topic (4
-partitions). Asserts that a firing LosswatchProbesLost or LosswatchPartitionTruncated
+partition starts again at offset 0. The canary topic comes back with 4 partitions (the agent
+creates it again, or Tansu auto-creates it on a metadata request: both give 4). Asserts that a firing LosswatchProbesLost or LosswatchPartitionTruncated
 notification with a partition label reaches the webhook before the run ends, and reports the time
 from the kill to that webhook call (and when the agent counted the loss and when Prometheus
 fired the alert).
