@@ -5,7 +5,11 @@
 #      broker the real-broker tests start is installed first (pinned, built once, then cached)
 #   3. Prometheus rules: promtool syntax + unit tests, runbook anchors, generated PrometheusRule,
 #      dashboard queries (installs promtool if missing)
-#   4. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
+#   4. the dashboard against live data: every query through a real Prometheus scraping the demo
+#      agent with the rules loaded (installs prometheus if missing)
+#   5. the pager path end to end: Tansu power loss -> agent -> Prometheus -> Alertmanager -> webhook,
+#      and a clean run that must send nothing (installs prometheus, alertmanager, Tansu if missing)
+#   6. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,12 @@ cargo test --locked
 
 step "alert rules, runbook and dashboard queries"
 scripts/check-alerts.sh
+
+step "dashboard queries against a live Prometheus"
+scripts/check-dashboard-live.sh
+
+step "pager path: broker power loss to webhook, clean run silent"
+scripts/check-pager.sh
 
 step "deployment manifests"
 scripts/check-deploy.sh
