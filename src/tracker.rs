@@ -379,7 +379,11 @@ impl Tracker {
         }
 
         if offset < part.log_start {
-            // The reader jumped over it because retention had already removed it.
+            // The reader jumped over it because retention had already removed it. What rule 1
+            // proved above still stands: the log was truncated before this append.
+            if let Some(ev) = truncated {
+                part.note_truncation(partition, offset, ev, out);
+            }
             part.totals.expired_unread += 1;
             out.push(Verdict::ExpiredUnread { partition, probe });
             return;
