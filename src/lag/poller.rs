@@ -1,0 +1,342 @@
+//! The lag poller task: every `lag.interval` (a slow poll skips ticks) while this agent is
+//! the poller, it reads the groups, their committed offsets and the log offsets, feeds the
+//! [`Book`] and publishes its snapshot. Broker trouble is counted in
+//! `losswatch_lag_poll_errors_total` and leaves the last published values in place; it never
+//! stops the task.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::config::ClientConfig;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::book::{Book, GroupInput, PollInput, Snapshot, Tp};
+use super::config::{GroupFilter, LagConfig, LagMode};
+use super::discovery::{Discovery, Query};
+use super::kafka::{self, LagClient};
+use super::metrics::{Exported, LagMetrics, PollError};
+use super::{election, records};
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub struct Poller {
+    cfg: LagConfig,
+    base: ClientConfig,
+    client: Arc<LagClient>,
+    filter: GroupFilter,
+    book: Book,
+    discovery: Discovery,
+    metrics: LagMetrics,
+    exported: Exported,
+}
+
+/// Runs `f` on the blocking pool; a panic there is reported as `None`.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+impl Poller {
+    pub fn new(
+        cfg: LagConfig,
+        base: ClientConfig,
+        filter: GroupFilter,
+        metrics: LagMetrics,
+    ) -> Result<Poller, rdkafka::error::KafkaError> {
+        let client = Arc::new(kafka::client(&base)?);
+        let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
+        Ok(Poller {
+            book: Book::new(cfg.window),
+            discovery: Discovery::new(interval_ms),
+            cfg,
+            base,
+            client,
+            filter,
+            metrics,
+            exported: Exported::default(),
+        })
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        // `None`: always the poller (or, once elected, the election ended).
+        let mut election: Option<watch::Receiver<bool>> = match self.cfg.mode {
+            LagMode::Off => {
+                self.metrics.leader.set(0);
+                return;
+            }
+            LagMode::Always => None,
+            LagMode::Elected => {
+                match election::join(&self.base, &self.cfg, shutdown.clone()).await {
+                    Ok(rx) => Some(rx),
+                    Err(error) => {
+                        // Not fatal for the canary: this agent just never polls.
+                        tracing::error!(%error, "cannot join the lag poller election; not polling consumer-group lag");
+                        self.metrics.error(PollError::Client);
+                        self.metrics.leader.set(0);
+                        return;
+                    }
+                }
+            }
+        };
+        let mut elected = election.is_none();
+        self.metrics.leader.set(i64::from(elected));
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            let changed = async {
+                match election.as_mut() {
+                    Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                now = changed => {
+                    // `None`: the election ended (the agent is shutting down).
+                    if now.is_none() {
+                        election = None;
+                    }
+                    let now = now.unwrap_or(false);
+                    if now != elected {
+                        elected = now;
+                        self.on_leadership(now);
+                        if now {
+                            tick.reset_immediately();
+                        }
+                    }
+                }
+                _ = tick.tick(), if elected => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.poll_and_publish() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_leadership(&mut self, leader: bool) {
+        self.metrics.leader.set(i64::from(leader));
+        if leader {
+            tracing::info!("elected lag poller");
+        } else {
+            tracing::info!("no longer the lag poller; removing consumer-group series");
+            self.metrics.clear(&mut self.exported);
+            self.book = Book::new(self.cfg.window);
+            let interval_ms =
+                i64::try_from(self.cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
+            self.discovery = Discovery::new(interval_ms);
+        }
+    }
+
+    async fn poll_and_publish(&mut self) {
+        let started = Instant::now();
+        if let Some(snap) = self.poll().await {
+            self.metrics.publish(&snap, &mut self.exported);
+            tracing::debug!(
+                groups = snap.groups.len(),
+                group_partitions = snap.group_partitions(),
+                seconds = started.elapsed().as_secs_f64(),
+                "lag poll done"
+            );
+        }
+        self.metrics
+            .poll_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.last_poll.set(now_ms() as f64 / 1000.0);
+    }
+
+    /// One poll; `None` when the groups or the topics could not be read at all.
+    pub async fn poll(&mut self) -> Option<Snapshot> {
+        let timeout = self.cfg.request_timeout;
+        let now = now_ms();
+        let client = self.client.clone();
+        let listed = blocking(move || kafka::list_groups(&client, timeout)).await;
+        let listed = match listed {
+            Some(Ok(l)) => Some(l),
+            Some(Err(error)) => {
+                self.metrics.error(PollError::ListGroups);
+                tracing::debug!(%error, "cannot list consumer groups");
+                None
+            }
+            None => None,
+        };
+        let groups: BTreeMap<String, (Option<usize>, BTreeSet<String>)> =
+            if self.cfg.groups.is_empty() {
+                let Some(listed) = listed else {
+                    tracing::warn!("cannot list consumer groups; lag not polled");
+                    return None;
+                };
+                listed
+                    .into_iter()
+                    .filter(|(g, _)| self.filter.accepts(g))
+                    .map(|(g, l)| (g, (Some(l.members), l.assigned)))
+                    .collect()
+            } else {
+                self.cfg
+                    .groups
+                    .iter()
+                    .map(|g| {
+                        // A group the brokers do not list has no members.
+                        let l = listed
+                            .as_ref()
+                            .map(|all| all.get(g).cloned().unwrap_or_default());
+                        let members = l.as_ref().map(|l| l.members);
+                        (
+                            g.clone(),
+                            (members, l.map(|l| l.assigned).unwrap_or_default()),
+                        )
+                    })
+                    .collect()
+            };
+
+        let client = self.client.clone();
+        let topics = match blocking(move || kafka::topics(&client, timeout)).await {
+            Some(Ok(t)) => t,
+            other => {
+                self.metrics.error(PollError::Metadata);
+                if let Some(Err(error)) = other {
+                    tracing::warn!(%error, "cannot read topic metadata; lag not polled");
+                }
+                return None;
+            }
+        };
+
+        let committed = self.fetch_committed(&groups, &topics, now).await;
+        self.discovery.retain(|g| groups.contains_key(g));
+
+        let wanted: BTreeSet<Tp> = committed
+            .values()
+            .flatten()
+            .flat_map(|c| c.keys().cloned())
+            .collect();
+        let client = self.client.clone();
+        let asked = wanted.clone();
+        let logs = match blocking(move || kafka::log_offsets(&client, &asked, timeout)).await {
+            Some(Ok(l)) => l,
+            other => {
+                self.metrics.error(PollError::LogOffsets);
+                if let Some(Err(error)) = other {
+                    tracing::warn!(%error, "cannot read log offsets");
+                }
+                wanted.into_iter().map(|tp| (tp, None)).collect()
+            }
+        };
+        let unreadable = logs.values().filter(|l| l.is_none()).count();
+        if unreadable > 0 {
+            self.metrics
+                .poll_errors
+                .with_label_values(&[PollError::LogOffsets.as_label()])
+                .inc_by(u64::try_from(unreadable).unwrap_or(u64::MAX));
+        }
+
+        let input = PollInput {
+            now_ms: now,
+            logs,
+            groups: groups
+                .into_iter()
+                .map(|(g, (members, _))| {
+                    let committed = committed.get(&g).cloned().flatten();
+                    (g, GroupInput { members, committed })
+                })
+                .collect(),
+        };
+        let mut read = HashMap::new();
+        if self.cfg.read_timestamps {
+            let wanted = self.book.wanted_timestamps(&input);
+            if !wanted.is_empty() {
+                let client = self.client.clone();
+                if let Some((r, failed)) =
+                    blocking(move || records::read(&client, &wanted, timeout)).await
+                {
+                    read = r;
+                    if failed > 0 {
+                        self.metrics
+                            .poll_errors
+                            .with_label_values(&[PollError::Timestamps.as_label()])
+                            .inc_by(u64::try_from(failed).unwrap_or(u64::MAX));
+                    }
+                }
+            }
+        }
+        Some(self.book.apply(input, read))
+    }
+
+    /// Committed offsets of every group, `lag.concurrency` groups at a time. `None` for a
+    /// group whose fetch failed.
+    async fn fetch_committed(
+        &mut self,
+        groups: &BTreeMap<String, (Option<usize>, BTreeSet<String>)>,
+        topics: &BTreeMap<String, Vec<i32>>,
+        now: i64,
+    ) -> BTreeMap<String, Option<BTreeMap<Tp, i64>>> {
+        let timeout = self.cfg.request_timeout;
+        let mut plans = groups.iter().map(|(g, (_, assigned))| {
+            let q = self.discovery.plan(g, assigned, now);
+            let parts: Vec<Tp> = match &q {
+                Query::All => topics
+                    .iter()
+                    .filter(|(t, _)| !t.starts_with("__"))
+                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                    .collect(),
+                Query::Topics(ts) => ts
+                    .iter()
+                    .filter_map(|t| topics.get_key_value(t))
+                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+                    .collect(),
+            };
+            (g.clone(), q, parts)
+        });
+        let mut set = JoinSet::new();
+        let mut out = BTreeMap::new();
+        let mut learnt = Vec::new();
+        loop {
+            while set.len() < self.cfg.concurrency {
+                let Some((g, q, parts)) = plans.next() else {
+                    break;
+                };
+                let base = self.base.clone();
+                set.spawn_blocking(move || {
+                    let r = kafka::committed(&base, &g, &parts, timeout);
+                    (g, q, r)
+                });
+            }
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
+            let Ok((g, q, r)) = joined else {
+                self.metrics.error(PollError::CommittedOffsets);
+                continue;
+            };
+            match r {
+                Ok(c) => {
+                    let ts: BTreeSet<String> = c.keys().map(|(t, _)| t.clone()).collect();
+                    learnt.push((g.clone(), q, ts));
+                    out.insert(g, Some(c));
+                }
+                Err(error) => {
+                    self.metrics.error(PollError::CommittedOffsets);
+                    tracing::debug!(group = g, %error, "cannot fetch committed offsets");
+                    out.insert(g, None);
+                }
+            }
+        }
+        for (g, q, ts) in learnt {
+            self.discovery.learn(&g, &q, ts, now);
+        }
+        out
+    }
+}
+
+/// Keeps `Poller::run` `Send`, as the runtime requires.
+#[allow(dead_code)]
+fn assert_send(p: Poller, t: CancellationToken) -> impl Send {
+    p.run(t)
+}
