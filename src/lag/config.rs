@@ -200,7 +200,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut LagConfig)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut LagConfig)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("lag.interval", Box::new(|c| c.interval = Duration::ZERO)),
             ("lag.groups", Box::new(|c| c.groups = vec![" ".into()])),
             ("lag.include", Box::new(|c| c.include = vec!["(".into()])),

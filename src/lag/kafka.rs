@@ -54,7 +54,8 @@ pub fn client(base: &ClientConfig) -> Result<LagClient, KafkaError> {
         .set("queued.min.messages", "1")
         .set("queued.max.messages.kbytes", "4096")
         .set("fetch.message.max.bytes", "65536")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        .set("fetch.queue.backoff.ms", "10");
     c.create_with_context(LagContext)
 }
 

@@ -113,9 +113,16 @@ impl Poller {
                     }
                 }
                 _ = tick.tick(), if elected => {
+                    let started = tokio::time::Instant::now();
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = self.poll_and_publish() => {}
+                    }
+                    // A poll longer than the interval skips the ticks it overran, including the
+                    // one an interval would fire at once: polls stay an interval apart, so a
+                    // window of N polls spans at least N - 1 intervals.
+                    if started.elapsed() >= self.cfg.interval {
+                        tick.reset();
                     }
                 }
             }
@@ -157,6 +164,7 @@ impl Poller {
     pub async fn poll(&mut self) -> Option<Snapshot> {
         let timeout = self.cfg.request_timeout;
         let now = now_ms();
+        let mut stages = Stages::new();
         let client = self.client.clone();
         let listed = blocking(move || kafka::list_groups(&client, timeout)).await;
         let listed = match listed {
@@ -197,6 +205,7 @@ impl Poller {
                     .collect()
             };
 
+        stages.done("list_groups");
         let client = self.client.clone();
         let topics = match blocking(move || kafka::topics(&client, timeout)).await {
             Some(Ok(t)) => t,
@@ -209,7 +218,9 @@ impl Poller {
             }
         };
 
+        stages.done("metadata");
         let committed = self.fetch_committed(&groups, &topics, now).await;
+        stages.done("committed_offsets");
         self.discovery.retain(|g| groups.contains_key(g));
 
         let wanted: BTreeSet<Tp> = committed
@@ -248,6 +259,7 @@ impl Poller {
                 })
                 .collect(),
         };
+        stages.done("log_offsets");
         let mut read = HashMap::new();
         if self.cfg.read_timestamps {
             let wanted = self.book.wanted_timestamps(&input);
@@ -266,7 +278,11 @@ impl Poller {
                 }
             }
         }
-        Some(self.book.apply(input, read))
+        stages.done("timestamps");
+        let snap = self.book.apply(input, read);
+        stages.done("book");
+        tracing::debug!(stages = %stages, "lag poll stages");
+        Some(snap)
     }
 
     /// Committed offsets of every group, `lag.concurrency` groups at a time. `None` for a
@@ -332,6 +348,36 @@ impl Poller {
             self.discovery.learn(&g, &q, ts, now);
         }
         out
+    }
+}
+
+/// Wall time of each stage of a poll, for the debug log.
+struct Stages {
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.done.push((stage, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (stage, s)) in self.done.iter().enumerate() {
+            write!(f, "{}{stage}={s:.3}s", if i > 0 { " " } else { "" })?;
+        }
+        Ok(())
     }
 }
 

@@ -63,6 +63,8 @@ fn read_chunk(
         }
     }
     client.assign(&tpl)?;
+    // librdkafka keeps a partition paused across assignments: undo the pause of a former read.
+    client.resume(&tpl)?;
     let mut open: HashMap<Tp, VecDeque<i64>> = chunk.into_iter().collect();
     let mut errors = 0usize;
     while !open.is_empty() && errors < open.len() {

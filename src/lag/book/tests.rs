@@ -52,6 +52,9 @@ fn lag(s: &Snapshot, g: &str, t: &str, p: i32) -> Option<i64> {
     s.parts.get(&(g.to_owned(), tp(t, p))).map(|r| r.lag)
 }
 
+/// (group, topic, partition)
+type GroupPartition = (&'static str, &'static str, i32);
+
 struct Case {
     name: &'static str,
     window: usize,
@@ -59,7 +62,7 @@ struct Case {
     /// Expected group status after the last poll; `None` = no series.
     groups: &'static [(&'static str, Option<Status>)],
     /// Expected lag series after the last poll; `None` = no series.
-    lags: &'static [((&'static str, &'static str, i32), Option<i64>)],
+    lags: &'static [(GroupPartition, Option<i64>)],
 }
 
 fn cases() -> Vec<Case> {
