@@ -57,6 +57,9 @@ pub struct PartRow {
     pub lag_seconds: f64,
     pub method: Method,
     pub status: Status,
+    /// Messages found removed before the group read them, since the poller first saw this
+    /// group-partition.
+    pub expired_total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +74,6 @@ pub struct Snapshot {
     pub groups: BTreeMap<String, GroupRow>,
     pub parts: BTreeMap<(String, Tp), PartRow>,
     pub logs: BTreeMap<Tp, LogOffsets>,
-    /// Messages newly found removed before the group read them.
-    pub expired: Vec<((String, Tp), u64)>,
     /// Raw lags below zero seen in this poll.
     pub negative: u64,
 }
@@ -87,6 +88,7 @@ struct PartState {
     window: Window,
     /// Expired messages were counted up to this offset.
     expired_to: i64,
+    expired_total: u64,
     last: Option<PartRow>,
 }
 
@@ -184,6 +186,7 @@ impl Book {
                 let st = self.parts.entry(key.clone()).or_insert_with(|| PartState {
                     window: Window::new(self.window),
                     expired_to: i64::MIN,
+                    expired_total: 0,
                     last: None,
                 });
                 let Some(log) = *log else {
@@ -202,8 +205,7 @@ impl Book {
                 if c < log.start {
                     let from = c.max(st.expired_to);
                     if log.start > from {
-                        snap.expired
-                            .push((key.clone(), u64::try_from(log.start - from).unwrap_or(0)));
+                        st.expired_total += u64::try_from(log.start - from).unwrap_or(0);
                         st.expired_to = log.start;
                     }
                 }
@@ -234,6 +236,7 @@ impl Book {
                     lag_seconds,
                     method,
                     status,
+                    expired_total: st.expired_total,
                 };
                 st.last = Some(row.clone());
                 snap.parts.insert(key, row);

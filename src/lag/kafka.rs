@@ -117,32 +117,41 @@ pub fn topics(
         .collect())
 }
 
-/// Committed offsets of `group` on `partitions` (one OffsetFetch to its coordinator, through
-/// a client with that group id that never joins). Partitions without a commit are left out.
-pub fn committed(
-    base: &ClientConfig,
-    group: &str,
-    partitions: &[Tp],
-    timeout: Duration,
-) -> Result<BTreeMap<Tp, i64>, KafkaError> {
-    if partitions.is_empty() {
-        return Ok(BTreeMap::new());
+/// A client with a consumer group's id, to read that group's committed offsets. It never
+/// joins the group. Dropping it blocks for about 100 ms (the consumer's close handshake), so
+/// the poller drops it off the request path.
+pub struct GroupClient(BaseConsumer);
+
+impl GroupClient {
+    pub fn new(base: &ClientConfig, group: &str) -> Result<GroupClient, KafkaError> {
+        Ok(GroupClient(consumer_config(base, group).create()?))
     }
-    let consumer: BaseConsumer = consumer_config(base, group).create()?;
-    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-    for (t, p) in partitions {
-        tpl.add_partition(t, *p);
+
+    /// Committed offsets on `partitions` (one OffsetFetch to the group's coordinator).
+    /// Partitions without a commit are left out.
+    pub fn committed(
+        &self,
+        partitions: &[Tp],
+        timeout: Duration,
+    ) -> Result<BTreeMap<Tp, i64>, KafkaError> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p);
+        }
+        let tpl = self.0.committed_offsets(tpl, timeout)?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_ok())
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect())
     }
-    let tpl = consumer.committed_offsets(tpl, timeout)?;
-    Ok(tpl
-        .elements()
-        .iter()
-        .filter(|e| e.error().is_ok())
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
-            _ => None,
-        })
-        .collect())
 }
 
 /// Log start and log end of `partitions`: two ListOffsets rounds (latest, earliest), each

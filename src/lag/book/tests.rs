@@ -279,9 +279,9 @@ fn expired_unread_is_counted_once_per_gap() {
     );
     let counted: Vec<u64> = snaps
         .iter()
-        .map(|s| s.expired.iter().map(|e| e.1).sum())
+        .map(|s| s.parts[&("g".to_owned(), tp("t", 0))].expired_total)
         .collect();
-    assert_eq!(counted, [0, 15, 0, 15, 0, 5]);
+    assert_eq!(counted, [0, 15, 15, 30, 30, 35]);
     assert_eq!(lag(&snaps[1], "g", "t", 0), Some(25));
 }
 
