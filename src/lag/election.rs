@@ -5,18 +5,20 @@
 //! agent; an agent that shuts down leaves the group at once.
 //!
 //! The eager `range` assignor revokes every partition before assigning again, so two agents
-//! never both hold partition 0 as the group sees it. An agent cut off from the coordinator
+//! never both hold partition 0 as the group sees it. The poller also commits a heartbeat that
+//! the others watch, to recover from a coordinator that leaves partition 0 unassigned
+//! ([`Watchdog`]). An agent cut off from the coordinator
 //! keeps its assignment until librdkafka notices the lost session, so for up to one session
 //! timeout two agents may poll; both then report the same values.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +47,7 @@ impl ConsumerContext for ElectionContext {
             Rebalance::Assign(tpl) => tpl.find_partition(&self.topic, 0).is_some(),
             Rebalance::Revoke(_) | Rebalance::Error(_) => false,
         };
+        tracing::debug!(leader, "lag election rebalance");
         self.leader
             .send_if_modified(|l| std::mem::replace(l, leader) != leader);
     }
@@ -126,15 +129,31 @@ pub async fn join(
         leader: tx,
     })?;
     consumer.subscribe(&[&cfg.election_topic])?;
-    let topic = cfg.election_topic.clone();
+    let mut watch = Watchdog {
+        topic: cfg.election_topic.clone(),
+        every: cfg.session_timeout / 3,
+        stale_after: cfg.session_timeout * 2,
+        timeout: cfg.request_timeout,
+        seen: None,
+        changed: Instant::now(),
+    };
     // A thread of its own: polling drives the rebalance callbacks and proves liveness to
     // the coordinator (max.poll.interval.ms).
     std::thread::Builder::new()
         .name("lag-election".into())
         .spawn(move || {
+            let mut next = Instant::now();
+            let mut was_leader = false;
             while !shutdown.is_cancelled() {
                 if let Some(Err(error)) = consumer.poll(Duration::from_millis(200)) {
-                    tracing::debug!(%error, topic, "lag election consumer");
+                    tracing::debug!(%error, topic = watch.topic, "lag election consumer");
+                }
+                let leader = *consumer.context().leader.borrow();
+                // A new poller beats at once, so that the others see it quickly.
+                if Instant::now() >= next || leader != was_leader {
+                    was_leader = leader;
+                    next = Instant::now() + watch.every;
+                    watch.check(&consumer);
                 }
             }
             // Dropping closes the consumer: it leaves the group, so another agent is
@@ -143,4 +162,70 @@ pub async fn join(
         })
         .map_err(|e| KafkaError::Subscription(format!("cannot start the election thread: {e}")))?;
     Ok(rx)
+}
+
+/// The poller's heartbeat, and a guard against a coordinator that completes a rebalance
+/// with nobody holding partition 0. Seen with Tansu 0.6.0: when the member that computed the
+/// assignment dies, the group keeps it as its leader, so every survivor is assigned nothing
+/// and no agent polls.
+///
+/// The poller commits a new offset (the time) on partition 0 every third of a session
+/// timeout. Every other member reads that commit; when it has not changed for two session
+/// timeouts (a healthy group hands partition 0 over within one, and the new poller commits
+/// at once), nobody polls: the member leaves and joins again, which makes the group choose a
+/// new leader.
+struct Watchdog {
+    topic: String,
+    every: Duration,
+    stale_after: Duration,
+    timeout: Duration,
+    seen: Option<i64>,
+    changed: Instant,
+}
+
+impl Watchdog {
+    fn partition_zero(&self, at: Offset) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, at)?;
+        Ok(tpl)
+    }
+
+    fn check(&mut self, consumer: &BaseConsumer<ElectionContext>) {
+        if *consumer.context().leader.borrow() {
+            let beat = self
+                .partition_zero(Offset::Offset(chrono::Utc::now().timestamp_millis()))
+                .and_then(|tpl| consumer.commit(&tpl, CommitMode::Async));
+            if let Err(error) = beat {
+                tracing::debug!(%error, "lag poller heartbeat not committed");
+            }
+            self.changed = Instant::now();
+            return;
+        }
+        let committed = self
+            .partition_zero(Offset::Invalid)
+            .and_then(|tpl| consumer.committed_offsets(tpl, self.timeout));
+        let value = match committed {
+            Ok(tpl) => tpl.elements().first().and_then(|e| e.offset().to_raw()),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the lag poller heartbeat");
+                return;
+            }
+        };
+        if value != self.seen {
+            self.seen = value;
+            self.changed = Instant::now();
+            return;
+        }
+        if self.changed.elapsed() > self.stale_after {
+            tracing::warn!(
+                topic = self.topic,
+                "no lag poller heartbeat for two session timeouts; rejoining the election group"
+            );
+            self.changed = Instant::now();
+            consumer.unsubscribe();
+            if let Err(error) = consumer.subscribe(&[&self.topic]) {
+                tracing::warn!(%error, "cannot rejoin the lag election group");
+            }
+        }
+    }
 }
