@@ -173,14 +173,18 @@ pub const VERIFIER_GROUP_PREFIX: &str = "losswatch-verifier-";
 pub struct GroupFilter {
     include: Vec<Regex>,
     exclude: Vec<Regex>,
-    /// The election group, when the agents' own groups are excluded.
+    /// The election group, when the agents' own groups (verifiers, the poller's reader, the
+    /// election) are excluded.
     own: Option<String>,
 }
 
 impl GroupFilter {
     pub fn accepts(&self, group: &str) -> bool {
         if let Some(election) = &self.own {
-            if group == election || group.starts_with(VERIFIER_GROUP_PREFIX) {
+            if group == election
+                || group == super::kafka::READER_GROUP
+                || group.starts_with(VERIFIER_GROUP_PREFIX)
+            {
                 return false;
             }
         }
@@ -235,6 +239,26 @@ mod tests {
     }
 
     #[test]
+    fn lag_section_of_the_config_file() {
+        use crate::config::Config;
+        let cfg = Config::parse(
+            "[lag]\nmode = \"always\"\ninterval = \"2s\"\ngroups = [\"orders\"]\nwindow = 5\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.lag.mode, LagMode::Always);
+        assert_eq!(cfg.lag.interval, Duration::from_secs(2));
+        assert!(cfg.to_redacted_toml().contains("[lag]"));
+        let err = Config::parse("[lag]\nintervall = \"2s\"\n").unwrap_err();
+        assert!(err.contains("intervall"), "{err}");
+        let err = Config::parse("[lag]\nmode = \"sometimes\"\n").unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
+        let cfg = Config::parse("[lag]\nwindow = 1\n").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("lag.window"), "{err}");
+    }
+
+    #[test]
     fn own_groups_are_excluded_by_default() {
         let mut c = LagConfig {
             exclude: vec!["^tmp-".into()],
@@ -245,6 +269,7 @@ mod tests {
         assert!(!f.accepts("tmp-1"));
         assert!(!f.accepts("losswatch-lag-election"));
         assert!(!f.accepts("losswatch-verifier-0b5e"));
+        assert!(!f.accepts("losswatch-lag-reader"));
         c.include_own_groups = true;
         c.include = vec!["^losswatch-".into()];
         let f = c.filter().unwrap();

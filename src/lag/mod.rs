@@ -44,6 +44,10 @@ pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> 
     let base = crate::agent::client_config(cfg);
     let lag = cfg.lag.clone();
     tokio::spawn(async move {
+        if lag.mode == LagMode::Off {
+            metrics.leader.set(0);
+            return;
+        }
         let filter = match lag.filter() {
             Ok(f) => f,
             Err(error) => {
