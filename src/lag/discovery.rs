@@ -10,7 +10,7 @@
 //! members) or one a live member is not assigned (it commits only what it is assigned) is
 //! therefore never missed for longer than one discovery interval.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What to ask one group for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,26 @@ struct Known {
 pub struct Discovery {
     interval_ms: i64,
     groups: HashMap<String, Known>,
+}
+
+/// The partitions `q` names among `topics` (topic → partition ids). A search leaves out
+/// internal topics (`__consumer_offsets`, `__transaction_state`).
+pub fn partitions(q: &Query, topics: &BTreeMap<String, Vec<i32>>) -> Vec<(String, i32)> {
+    fn each<'a>((t, ps): (&'a String, &'a Vec<i32>)) -> impl Iterator<Item = (String, i32)> + 'a {
+        ps.iter().map(move |p| (t.clone(), *p))
+    }
+    match q {
+        Query::All => topics
+            .iter()
+            .filter(|(t, _)| !t.starts_with("__"))
+            .flat_map(each)
+            .collect(),
+        Query::Topics(ts) => ts
+            .iter()
+            .filter_map(|t| topics.get_key_value(t))
+            .flat_map(each)
+            .collect(),
+    }
 }
 
 /// FNV-1a: a stable spread of groups over the interval.
@@ -59,10 +79,15 @@ impl Discovery {
         }
     }
 
-    /// Records the topics `group` had commits on, in answer to `asked`.
+    /// Records the topics `group` had commits on, in answer to `asked`. A search that found
+    /// none is not remembered: the group (new, or not committing yet) is searched again at
+    /// the next poll rather than ignored for a discovery interval.
     pub fn learn(&mut self, group: &str, asked: &Query, committed: BTreeSet<String>, now_ms: i64) {
         match (asked, self.groups.get_mut(group)) {
             (Query::Topics(_), Some(k)) => k.topics = committed,
+            (Query::All, _) if committed.is_empty() => {
+                self.groups.remove(group);
+            }
             _ => {
                 let next_search_ms =
                     now_ms + self.interval_ms / 2 + spread(group, self.interval_ms);
@@ -109,10 +134,33 @@ mod tests {
     }
 
     #[test]
+    fn a_search_that_finds_nothing_is_repeated() {
+        let mut d = Discovery::new(300_000);
+        d.learn("g", &Query::All, set(&[]), 0);
+        assert_eq!(d.plan("g", &set(&[]), 1000), Query::All);
+        d.learn("g", &Query::All, set(&["a"]), 1000);
+        assert_eq!(d.plan("g", &set(&[]), 2000), Query::Topics(set(&["a"])));
+    }
+
+    #[test]
+    fn partitions_of_a_query() {
+        let topics = BTreeMap::from([
+            ("a".to_owned(), vec![0, 1]),
+            ("b".to_owned(), vec![0]),
+            ("__consumer_offsets".to_owned(), vec![0]),
+        ]);
+        let all = partitions(&Query::All, &topics);
+        assert_eq!(all, [("a".into(), 0), ("a".into(), 1), ("b".into(), 0)]);
+        // A known topic that was deleted is not asked for.
+        let some = partitions(&Query::Topics(set(&["b", "gone"])), &topics);
+        assert_eq!(some, [("b".into(), 0)]);
+    }
+
+    #[test]
     fn searches_are_spread_over_the_interval() {
         let mut d = Discovery::new(100_000);
         for i in 0..1000 {
-            d.learn(&format!("group-{i}"), &Query::All, set(&[]), 0);
+            d.learn(&format!("group-{i}"), &Query::All, set(&["t"]), 0);
         }
         let due_at = |t: i64| {
             (0..1000)

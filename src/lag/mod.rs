@@ -7,6 +7,7 @@
 //! | [`config`] | the `[lag]` section and the group filter |
 //! | [`poller`] | the task: each interval, list → fetch → [`book`] → [`metrics`] |
 //! | [`kafka`] | the batched requests (metadata, group list, committed and log offsets) |
+//! | [`committed`] | committed offsets of many groups, a bounded number at a time |
 //! | [`records`] | timestamps of the first unconsumed records |
 //! | [`discovery`] | which partitions to ask each group for (sans-IO) |
 //! | [`assignment`] | decoding members' assignments (sans-IO, property-tested) |
@@ -19,6 +20,7 @@
 
 pub mod assignment;
 pub mod book;
+pub mod committed;
 pub mod config;
 pub mod discovery;
 pub mod election;

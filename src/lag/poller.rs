@@ -9,23 +9,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::config::ClientConfig;
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::book::{Book, GroupInput, PollInput, Snapshot, Tp};
 use super::config::{GroupFilter, LagConfig, LagMode};
-use super::discovery::{Discovery, Query};
+use super::discovery::{self, Discovery};
 use super::kafka::{self, LagClient};
 use super::metrics::{LagMetrics, PollError};
-use super::{election, records};
+use super::{committed, election, records};
 
-/// Group clients alive per concurrent fetch. A fetch takes about 10 ms and closing the client
-/// about 100 ms, so closes run beside the fetches; this bounds the clients (each with its own
-/// librdkafka threads and buffers) alive at once to `lag.concurrency` × 4. Measured at 1 000
-/// groups: ×4 polls in 4.3-5.0 s at 83 MB peak RSS, ×2 in 7.7 s at 67 MB (BENCHMARKS.md).
-const CLIENTS_PER_FETCH: usize = 4;
+/// The groups of a poll: members (when known) and the topics they are assigned.
+type Groups = BTreeMap<String, (Option<usize>, BTreeSet<String>)>;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -180,34 +176,33 @@ impl Poller {
             }
             None => None,
         };
-        let groups: BTreeMap<String, (Option<usize>, BTreeSet<String>)> =
-            if self.cfg.groups.is_empty() {
-                let Some(listed) = listed else {
-                    tracing::warn!("cannot list consumer groups; lag not polled");
-                    return None;
-                };
-                listed
-                    .into_iter()
-                    .filter(|(g, _)| self.filter.accepts(g))
-                    .map(|(g, l)| (g, (Some(l.members), l.assigned)))
-                    .collect()
-            } else {
-                self.cfg
-                    .groups
-                    .iter()
-                    .map(|g| {
-                        // A group the brokers do not list has no members.
-                        let l = listed
-                            .as_ref()
-                            .map(|all| all.get(g).cloned().unwrap_or_default());
-                        let members = l.as_ref().map(|l| l.members);
-                        (
-                            g.clone(),
-                            (members, l.map(|l| l.assigned).unwrap_or_default()),
-                        )
-                    })
-                    .collect()
+        let groups: Groups = if self.cfg.groups.is_empty() {
+            let Some(listed) = listed else {
+                tracing::warn!("cannot list consumer groups; lag not polled");
+                return None;
             };
+            listed
+                .into_iter()
+                .filter(|(g, _)| self.filter.accepts(g))
+                .map(|(g, l)| (g, (Some(l.members), l.assigned)))
+                .collect()
+        } else {
+            self.cfg
+                .groups
+                .iter()
+                .map(|g| {
+                    // A group the brokers do not list has no members.
+                    let l = listed
+                        .as_ref()
+                        .map(|all| all.get(g).cloned().unwrap_or_default());
+                    let members = l.as_ref().map(|l| l.members);
+                    (
+                        g.clone(),
+                        (members, l.map(|l| l.assigned).unwrap_or_default()),
+                    )
+                })
+                .collect()
+        };
 
         stages.done("list_groups");
         let client = self.client.clone();
@@ -283,79 +278,43 @@ impl Poller {
         Some(snap)
     }
 
-    /// Committed offsets of every group, `lag.concurrency` groups at a time. `None` for a
-    /// group whose fetch failed.
+    /// Committed offsets of every group (see [`committed::fetch`]); `None` for a group whose
+    /// fetch failed. Teaches discovery what each group has commits on.
     async fn fetch_committed(
         &mut self,
-        groups: &BTreeMap<String, (Option<usize>, BTreeSet<String>)>,
+        groups: &Groups,
         topics: &BTreeMap<String, Vec<i32>>,
         now: i64,
     ) -> BTreeMap<String, Option<BTreeMap<Tp, i64>>> {
-        let timeout = self.cfg.request_timeout;
-        let mut plans = groups.iter().map(|(g, (_, assigned))| {
-            let q = self.discovery.plan(g, assigned, now);
-            let parts: Vec<Tp> = match &q {
-                Query::All => topics
-                    .iter()
-                    .filter(|(t, _)| !t.starts_with("__"))
-                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
-                    .collect(),
-                Query::Topics(ts) => ts
-                    .iter()
-                    .filter_map(|t| topics.get_key_value(t))
-                    .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
-                    .collect(),
-            };
-            (g.clone(), q, parts)
-        });
-        let mut set = JoinSet::new();
+        let plans = groups
+            .iter()
+            .map(|(g, (_, assigned))| {
+                let q = self.discovery.plan(g, assigned, now);
+                let parts = discovery::partitions(&q, topics);
+                (g.clone(), q, parts)
+            })
+            .collect();
+        let fetched = committed::fetch(
+            &self.base,
+            plans,
+            self.cfg.concurrency,
+            self.cfg.request_timeout,
+        )
+        .await;
         let mut out = BTreeMap::new();
-        let mut learnt = Vec::new();
-        // Clients alive at once, most of them closing (see `GroupClient`).
-        let alive = Arc::new(Semaphore::new(self.cfg.concurrency * CLIENTS_PER_FETCH));
-        loop {
-            while set.len() < self.cfg.concurrency {
-                let Some((g, q, parts)) = plans.next() else {
-                    break;
-                };
-                let Ok(permit) = alive.clone().acquire_owned().await else {
-                    break;
-                };
-                let base = self.base.clone();
-                set.spawn_blocking(move || {
-                    let r = kafka::GroupClient::new(&base, &g).and_then(|c| {
-                        let r = c.committed(&parts, timeout);
-                        tokio::task::spawn_blocking(move || {
-                            drop(c);
-                            drop(permit);
-                        });
-                        r
-                    });
-                    (g, q, r)
-                });
-            }
-            let Some(joined) = set.join_next().await else {
-                break;
-            };
-            let Ok((g, q, r)) = joined else {
-                self.metrics.error(PollError::CommittedOffsets);
-                continue;
-            };
+        for (g, q, r) in fetched {
             match r {
                 Ok(c) => {
                     let ts: BTreeSet<String> = c.keys().map(|(t, _)| t.clone()).collect();
-                    learnt.push((g.clone(), q, ts));
+                    self.discovery.learn(&g, &q, ts, now);
                     out.insert(g, Some(c));
                 }
                 Err(error) => {
                     self.metrics.error(PollError::CommittedOffsets);
-                    tracing::debug!(group = g, %error, "cannot fetch committed offsets");
+                    tracing::debug!(group = g, error, "cannot fetch committed offsets");
                     out.insert(g, None);
                 }
             }
-        }
-        for (g, q, ts) in learnt {
-            self.discovery.learn(&g, &q, ts, now);
         }
         out
     }
