@@ -72,7 +72,12 @@ impl Poller {
             }
             LagMode::Always => None,
             LagMode::Elected => {
-                match election::join(&self.base, &self.cfg, shutdown.clone()).await {
+                let joined = tokio::select! {
+                    // Creating the election topic can wait for a request timeout.
+                    _ = shutdown.cancelled() => return,
+                    j = election::join(&self.base, &self.cfg, shutdown.clone()) => j,
+                };
+                match joined {
                     Ok(rx) => Some(rx),
                     Err(error) => {
                         // Not fatal for the canary: this agent just never polls.
