@@ -418,7 +418,7 @@ async fn time_lag_from_record_timestamps_is_within_one_poll_interval() {
         has(&s, "losswatch_consumergroup_lag_seconds", &f).then_some(s)
     })
     .await;
-    // The value was computed at the last poll: compare with the truth then.
+    // The value describes the last poll's time: compare with the truth then.
     let polled_at = s.sum("losswatch_lag_last_poll_timestamp_seconds", &[]);
     let truth = polled_at - stamps[2] as f64 / 1000.0;
     let got = s.sum("losswatch_consumergroup_lag_seconds", &f);

@@ -71,6 +71,8 @@ pub struct GroupRow {
 /// Every series that should exist after a poll, and the counts to add.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The poll's wall-clock time, ms since the epoch: the time the values describe.
+    pub at_ms: i64,
     pub groups: BTreeMap<String, GroupRow>,
     pub parts: BTreeMap<(String, Tp), PartRow>,
     pub logs: BTreeMap<Tp, LogOffsets>,
@@ -140,7 +142,10 @@ impl Book {
         let now = input.now_ms;
         self.timestamps.extend(read);
         self.histories.retain(|tp, _| input.logs.contains_key(tp));
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            at_ms: now,
+            ..Snapshot::default()
+        };
         for (tp, log) in &input.logs {
             if let Some(log) = log {
                 self.histories

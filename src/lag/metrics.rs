@@ -107,7 +107,7 @@ impl LagMetrics {
             leader: reg(r, IntGauge::new("losswatch_lag_poller_leader", "1 on the agent that polls consumer-group lag, 0 on the others.")?)?,
             groups: reg(r, IntGauge::new("losswatch_lag_groups", "Consumer groups exported by the last lag poll.")?)?,
             group_partitions: reg(r, IntGauge::new("losswatch_lag_group_partitions", "Group-partitions exported by the last lag poll.")?)?,
-            last_poll: reg(r, GaugeHandle::new("losswatch_lag_last_poll_timestamp_seconds", "When the last lag poll finished (Unix time; 0 before the first).")?)?,
+            last_poll: reg(r, GaugeHandle::new("losswatch_lag_last_poll_timestamp_seconds", "Wall-clock time the values of the last lag poll describe: when it started reading (Unix time; 0 before the first).")?)?,
         };
         for e in PollError::ALL {
             m.poll_errors.with_label_values(&[e.as_label()]);
@@ -128,6 +128,7 @@ impl LagMetrics {
     /// Makes `/metrics` show exactly `snap`.
     pub fn publish(&self, snap: Snapshot) {
         self.negative.inc_by(snap.negative);
+        self.last_poll.set(snap.at_ms as f64 / 1000.0);
         self.groups
             .set(i64::try_from(snap.groups.len()).unwrap_or(i64::MAX));
         self.group_partitions

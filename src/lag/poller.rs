@@ -162,7 +162,6 @@ impl Poller {
         self.metrics
             .poll_duration
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.last_poll.set(now_ms() as f64 / 1000.0);
     }
 
     /// One poll; `None` when the groups or the topics could not be read at all.
