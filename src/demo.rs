@@ -183,7 +183,11 @@ impl LagSummary {
         LagSummary {
             group: group.to_owned(),
             // `+ 0.0`: an empty sum is -0.0, which would print as "-0".
-            lag: of("losswatch_consumergroup_lag").iter().map(gauge).sum::<f64>() + 0.0,
+            lag: of("losswatch_consumergroup_lag")
+                .iter()
+                .map(gauge)
+                .sum::<f64>()
+                + 0.0,
             lag_seconds: of("losswatch_consumergroup_lag_seconds")
                 .iter()
                 .map(gauge)

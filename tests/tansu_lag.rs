@@ -1,6 +1,6 @@
 //! The lag poller against a real broker (Tansu), asserting on the scraped `/metrics`:
-//! exact lag from known commits, a consumer that stops or stalls, retention passing a
-//! committed offset (expired unread), and time lag against records of known timestamps.
+//! exact lag from known commits, a deleted group, a consumer that stops or stalls, and
+//! retention passing a committed offset (expired unread). Time lag: `tansu_lag_time.rs`.
 
 mod common;
 mod lag_tansu;
@@ -9,81 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, scrape, Scrape};
+use common::{eventually, scrape};
+use lag_tansu::agent::{gtp, has, status, Agent};
 use lag_tansu::{commit, create_topic, now_ms, produce, Tansu};
-use losswatch::config::Config;
-use losswatch::lag::LagMode;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-impl common::Broker for Tansu {
-    fn bootstrap(&self) -> String {
-        Tansu::bootstrap(self)
-    }
-}
-
-struct Agent {
-    addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    running: losswatch::Running,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    /// An agent polling lag on its own (`always`), every `interval`, over a window of 3.
-    async fn start(t: &Tansu, interval: Duration, tweak: impl FnOnce(&mut Config)) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = common::config(t, "canary", &dir.path().join("s.db"));
-        cfg.canary.create_topic = true;
-        cfg.canary.partitions = 1;
-        cfg.canary.replication_factor = 1;
-        cfg.canary.probe_interval = Duration::from_millis(500);
-        cfg.lag.mode = LagMode::Always;
-        cfg.lag.interval = interval;
-        cfg.lag.window = 3;
-        cfg.lag.request_timeout = Duration::from_secs(5);
-        tweak(&mut cfg);
-        let stop = CancellationToken::new();
-        let running = losswatch::start(cfg, stop.clone()).await.unwrap();
-        Agent {
-            addr: running.addr,
-            stop,
-            running,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.running.wait().await.unwrap();
-    }
-}
-
-fn gtp<'a>(g: &'a str, t: &'a str, p: &'a str) -> [(&'a str, &'a str); 3] {
-    [("group", g), ("topic", t), ("partition", p)]
-}
-
-fn has(s: &Scrape, name: &str, filter: &[(&str, &str)]) -> bool {
-    s.0.iter().any(|(n, l, _)| {
-        n == name
-            && filter
-                .iter()
-                .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-    })
-}
-
-fn status(s: &Scrape, g: &str) -> Option<String> {
-    s.0.iter()
-        .find(|(n, l, v)| {
-            n == "losswatch_consumergroup_status"
-                && l.get("group").map(String::as_str) == Some(g)
-                && *v == 1.0
-        })
-        .and_then(|(_, l, _)| l.get("status").cloned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_exact_for_known_commits() {
@@ -396,97 +328,6 @@ async fn retention_past_the_committed_offset_is_expired_unread() {
     assert_eq!(
         s.sum("losswatch_consumergroup_expired_unread_total", &f),
         7.0
-    );
-    agent.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn time_lag_from_record_timestamps_is_within_one_poll_interval() {
-    let t = Tansu::memory();
-    let b = t.bootstrap();
-    create_topic(&b, "clicks", 1, &[]).await;
-    let t0 = now_ms();
-    let stamps: Vec<i64> = (0..5).map(|i| t0 - 300_000 + i * 60_000).collect();
-    produce(&b, "clicks", 0, &stamps);
-    commit(&b, "reader", &[("clicks", 0, 2)]);
-    let interval = Duration::from_secs(1);
-    let agent = Agent::start(&t, interval, |_| {}).await;
-    let addr = agent.addr;
-    let f = gtp("reader", "clicks", "0");
-    let s = eventually(WAIT, "time lag of reader", || {
-        let s = scrape(addr);
-        has(&s, "losswatch_consumergroup_lag_seconds", &f).then_some(s)
-    })
-    .await;
-    // The value describes the last poll's time: compare with the truth then.
-    let polled_at = s.sum("losswatch_lag_last_poll_timestamp_seconds", &[]);
-    let truth = polled_at - stamps[2] as f64 / 1000.0;
-    let got = s.sum("losswatch_consumergroup_lag_seconds", &f);
-    eprintln!(
-        "time lag {got:.3} s, truth {truth:.3} s, error {:.3} s",
-        got - truth
-    );
-    assert!(
-        (got - truth).abs() <= interval.as_secs_f64(),
-        "{got} vs {truth}"
-    );
-    let method = [("group", "reader"), ("method", "timestamp")];
-    assert_eq!(
-        s.sum("losswatch_consumergroup_lag_seconds_method", &method),
-        1.0
-    );
-    assert_eq!(s.sum("losswatch_consumergroup_lag", &f), 3.0);
-    agent.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interpolated_time_lag_is_within_one_poll_interval() {
-    let t = Tansu::memory();
-    let b = t.bootstrap();
-    create_topic(&b, "ticks", 1, &[]).await;
-    produce(&b, "ticks", 0, &[now_ms()]);
-    commit(&b, "lagger", &[("ticks", 0, 1)]);
-    let interval = Duration::from_secs(1);
-    let agent = Agent::start(&t, interval, |c| c.lag.read_timestamps = false).await;
-    let addr = agent.addr;
-    let f = gtp("lagger", "ticks", "0");
-    eventually(WAIT, "lagger polled", || {
-        has(&scrape(addr), "losswatch_consumergroup_lag", &f).then_some(())
-    })
-    .await;
-
-    // Offsets 1..=32, one every 250 ms, their append time noted after each ack.
-    let mut appended = vec![0i64];
-    for _ in 0..32 {
-        produce(&b, "ticks", 0, &[now_ms()]);
-        appended.push(now_ms());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let mut worst = 0.0f64;
-    for committed in [5usize, 17, 30] {
-        commit(&b, "lagger", &[("ticks", 0, committed as i64)]);
-        let s = eventually(WAIT, "the new commit polled", || {
-            let s = scrape(addr);
-            (s.sum("losswatch_consumergroup_committed_offset", &f) == committed as f64).then_some(s)
-        })
-        .await;
-        let polled_at = s.sum("losswatch_lag_last_poll_timestamp_seconds", &[]);
-        let truth = polled_at - appended[committed] as f64 / 1000.0;
-        let got = s.sum("losswatch_consumergroup_lag_seconds", &f);
-        let method = [("group", "lagger"), ("method", "interpolated")];
-        assert_eq!(
-            s.sum("losswatch_consumergroup_lag_seconds_method", &method),
-            1.0
-        );
-        eprintln!(
-            "offset {committed}: interpolated {got:.3} s, truth {truth:.3} s, error {:+.3} s",
-            got - truth
-        );
-        worst = worst.max((got - truth).abs());
-    }
-    assert!(
-        worst <= interval.as_secs_f64(),
-        "worst interpolation error {worst} s"
     );
     agent.stop().await;
 }

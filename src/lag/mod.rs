@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 /// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
-/// Kafka library refuses is logged and counted; the canary runs on.
+/// Kafka library refuses is logged and counted at each poll; the canary runs on.
 pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
     let base = crate::agent::client_config(cfg);
     let lag = cfg.lag.clone();
@@ -57,12 +57,8 @@ pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> 
                 return;
             }
         };
-        match poller::Poller::new(lag, base, filter, metrics.clone()) {
-            Ok(p) => p.run(shutdown).await,
-            Err(error) => {
-                metrics.error(metrics::PollError::Client);
-                tracing::error!(%error, "cannot create the lag poller's client; lag not polled");
-            }
-        }
+        poller::Poller::new(lag, base, filter, metrics)
+            .run(shutdown)
+            .await;
     })
 }

@@ -30,7 +30,9 @@ fn now_ms() -> i64 {
 pub struct Poller {
     cfg: LagConfig,
     base: ClientConfig,
-    client: Arc<LagClient>,
+    /// Created when this agent becomes the poller, dropped when it stops being it: the other
+    /// agents of a DaemonSet hold only their election client.
+    client: Option<Arc<LagClient>>,
     filter: GroupFilter,
     book: Book,
     discovery: Discovery,
@@ -48,18 +50,31 @@ impl Poller {
         base: ClientConfig,
         filter: GroupFilter,
         metrics: LagMetrics,
-    ) -> Result<Poller, rdkafka::error::KafkaError> {
-        let client = Arc::new(kafka::client(&base)?);
+    ) -> Poller {
         let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
-        Ok(Poller {
+        Poller {
             book: Book::new(cfg.window),
             discovery: Discovery::new(interval_ms),
             cfg,
             base,
-            client,
+            client: None,
             filter,
             metrics,
-        })
+        }
+    }
+
+    /// The poller's client, created on first use.
+    fn client(&mut self) -> Option<Arc<LagClient>> {
+        if self.client.is_none() {
+            match kafka::client(&self.base) {
+                Ok(c) => self.client = Some(Arc::new(c)),
+                Err(error) => {
+                    self.metrics.error(PollError::Client);
+                    tracing::error!(%error, "cannot create the lag poller's client");
+                }
+            }
+        }
+        self.client.clone()
     }
 
     /// Runs until `shutdown` fires.
@@ -141,6 +156,10 @@ impl Poller {
         } else {
             tracing::info!("no longer the lag poller; removing consumer-group series");
             self.metrics.clear();
+            if let Some(c) = self.client.take() {
+                // Closing blocks briefly: not on the runtime.
+                tokio::task::spawn_blocking(move || drop(c));
+            }
             self.book = Book::new(self.cfg.window);
             let interval_ms =
                 i64::try_from(self.cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
@@ -169,7 +188,8 @@ impl Poller {
         let timeout = self.cfg.request_timeout;
         let now = now_ms();
         let mut stages = Stages::new();
-        let client = self.client.clone();
+        let client = self.client()?;
+        let lag_client = client.clone();
         let listed = blocking(move || kafka::list_groups(&client, timeout)).await;
         let listed = match listed {
             Some(Ok(l)) => Some(l),
@@ -209,7 +229,7 @@ impl Poller {
         };
 
         stages.done("list_groups");
-        let client = self.client.clone();
+        let client = lag_client.clone();
         let topics = match blocking(move || kafka::topics(&client, timeout)).await {
             Some(Ok(t)) => t,
             other => {
@@ -231,7 +251,7 @@ impl Poller {
             .flatten()
             .flat_map(|c| c.keys().cloned())
             .collect();
-        let client = self.client.clone();
+        let client = lag_client.clone();
         let asked = wanted.clone();
         let logs = match blocking(move || kafka::log_offsets(&client, &asked, timeout)).await {
             Some(Ok(l)) => l,
@@ -264,7 +284,7 @@ impl Poller {
         if self.cfg.read_timestamps {
             let wanted = self.book.wanted_timestamps(&input);
             if !wanted.is_empty() {
-                let client = self.client.clone();
+                let client = lag_client.clone();
                 if let Some((r, failed)) =
                     blocking(move || records::read(&client, &wanted, timeout)).await
                 {

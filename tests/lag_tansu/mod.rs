@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
