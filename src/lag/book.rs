@@ -76,6 +76,8 @@ pub struct Snapshot {
     pub groups: BTreeMap<String, GroupRow>,
     pub parts: BTreeMap<(String, Tp), PartRow>,
     pub logs: BTreeMap<Tp, LogOffsets>,
+    /// Messages found removed before the group read them in this poll, by group-partition.
+    pub expired: Vec<((String, Tp), u64)>,
     /// Raw lags below zero seen in this poll.
     pub negative: u64,
 }
@@ -210,8 +212,10 @@ impl Book {
                 if c < log.start {
                     let from = c.max(st.expired_to);
                     if log.start > from {
-                        st.expired_total += u64::try_from(log.start - from).unwrap_or(0);
+                        let n = u64::try_from(log.start - from).unwrap_or(0);
+                        st.expired_total += n;
                         st.expired_to = log.start;
+                        snap.expired.push((key.clone(), n));
                     }
                 }
                 let (first, raw) = position(c, log);

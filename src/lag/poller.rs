@@ -176,6 +176,17 @@ impl Poller {
                 seconds = started.elapsed().as_secs_f64(),
                 "lag poll done"
             );
+            for ((group, (topic, partition)), messages) in &snap.expired {
+                // Data loss at the consumer stage: the counter is rendered from the snapshot.
+                tracing::error!(
+                    group,
+                    topic,
+                    partition,
+                    messages,
+                    stage = "consumer",
+                    "retention removed messages before the consumer group read them"
+                );
+            }
             self.metrics.publish(snap);
         }
         self.metrics

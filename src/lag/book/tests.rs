@@ -282,6 +282,11 @@ fn expired_unread_is_counted_once_per_gap() {
         .map(|s| s.parts[&("g".to_owned(), tp("t", 0))].expired_total)
         .collect();
     assert_eq!(counted, [0, 15, 15, 30, 30, 35]);
+    let new: Vec<u64> = snaps
+        .iter()
+        .map(|s| s.expired.iter().map(|e| e.1).sum())
+        .collect();
+    assert_eq!(new, [0, 15, 0, 15, 0, 5]);
     assert_eq!(lag(&snaps[1], "g", "t", 0), Some(25));
 }
 
