@@ -7,7 +7,7 @@
 //! The eager `range` assignor revokes every partition before assigning again, so two agents
 //! never both hold partition 0 as the group sees it. The poller also commits a heartbeat that
 //! the others watch, to recover from a coordinator that leaves partition 0 unassigned
-//! ([`Watchdog`]). An agent cut off from the coordinator
+//! (`Watchdog`). An agent cut off from the coordinator
 //! keeps its assignment until librdkafka notices the lost session, so for up to one session
 //! timeout two agents may poll; both then report the same values.
 

@@ -1,5 +1,5 @@
 //! The lag poller's metrics. The per-group and per-partition series are a view of the last
-//! [`Snapshot`], rendered at scrape time by [`SeriesCollector`]: a group or partition that is
+//! [`Snapshot`], rendered at scrape time by `SeriesCollector`: a group or partition that is
 //! not in the snapshot has no series, and no per-series state is kept between scrapes (at
 //! 10 000 group-partitions, one prometheus child per series would hold about 1 KB each).
 //! Only the agent that polls has a snapshot.
