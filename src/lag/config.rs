@@ -142,10 +142,15 @@ impl LagConfig {
                 ),
             ));
         }
-        if self.session_timeout < Duration::from_secs(1)
+        // Kafka brokers refuse a session timeout outside group.min.session.timeout.ms (6s by
+        // default) and group.max.session.timeout.ms; the election would then never complete.
+        if self.session_timeout < Duration::from_secs(6)
             || self.session_timeout > Duration::from_secs(300)
         {
-            return Err(invalid("lag.session_timeout", "expected between 1s and 5m"));
+            return Err(invalid(
+                "lag.session_timeout",
+                "expected between 6s (the brokers' default minimum) and 5m",
+            ));
         }
         Ok(())
     }
@@ -227,7 +232,7 @@ mod tests {
             ),
             (
                 "lag.session_timeout",
-                Box::new(|c| c.session_timeout = Duration::from_millis(10)),
+                Box::new(|c| c.session_timeout = Duration::from_secs(5)),
             ),
         ];
         for (key, spoil) in cases {
