@@ -19,6 +19,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub state: StateConfig,
     pub shutdown: ShutdownConfig,
+    pub lag: crate::lag::LagConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,7 +164,7 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         message: message.into(),
@@ -322,7 +323,7 @@ impl Config {
         if self.shutdown.grace.is_zero() {
             return Err(invalid("shutdown.grace", "expected more than 0s"));
         }
-        Ok(())
+        self.lag.validate()
     }
 
     /// The effective config as TOML, secrets redacted.

@@ -16,6 +16,9 @@ use crate::config::Config;
 
 pub const TOPIC: &str = "losswatch-canary";
 pub const PARTITIONS: i32 = 6;
+/// The simulated application's topic and consumer group (see [`crate::lag::simulate`]).
+pub const APP_TOPIC: &str = "demo-orders";
+pub const APP_GROUP: &str = "demo-app";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -153,6 +156,64 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// The lag poller's view of one group, read from the metrics registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LagSummary {
+    pub group: String,
+    pub lag: f64,
+    pub lag_seconds: f64,
+    pub status: Option<String>,
+}
+
+impl LagSummary {
+    pub fn read(registry: &prometheus::Registry, group: &str) -> LagSummary {
+        let fams = registry.gather();
+        let of = |name: &str| {
+            fams.iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric())
+                .filter(|m| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == "group" && l.value() == group)
+                })
+                .collect::<Vec<_>>()
+        };
+        let gauge = |m: &&prometheus::proto::Metric| m.get_gauge().get_value();
+        LagSummary {
+            group: group.to_owned(),
+            // `+ 0.0`: an empty sum is -0.0, which would print as "-0".
+            lag: of("losswatch_consumergroup_lag")
+                .iter()
+                .map(gauge)
+                .sum::<f64>()
+                + 0.0,
+            lag_seconds: of("losswatch_consumergroup_lag_seconds")
+                .iter()
+                .map(gauge)
+                .fold(0.0, f64::max),
+            status: of("losswatch_consumergroup_status")
+                .iter()
+                .find(|m| gauge(m) == 1.0)
+                .and_then(|m| m.get_label().iter().find(|l| l.name() == "status"))
+                .map(|l| l.value().to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for LagSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "consumer group {}: lag={} lag_seconds={:.1} status={}",
+            self.group,
+            self.lag,
+            self.lag_seconds,
+            self.status.as_deref().unwrap_or("-")
+        )
+    }
+}
+
 /// One step of the chaos schedule, `at` seconds into each 30-second cycle.
 struct Chaos {
     at: u64,
@@ -221,6 +282,7 @@ pub enum DemoError {
 pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summary, DemoError> {
     let mock = MockCluster::new(3).map_err(|e| DemoError::Mock(e.to_string()))?;
     mock.create_topic(TOPIC, PARTITIONS, 3)
+        .and_then(|_| mock.create_topic(APP_TOPIC, 3, 3))
         .map_err(|e| DemoError::Mock(e.to_string()))?;
     let (state, temp) = match &opts.state {
         Some(p) => (p.clone(), false),
@@ -238,6 +300,12 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     cfg.canary.create_topic = false;
     cfg.http.listen = opts.listen;
     cfg.state.path = state.clone();
+    // The mock cannot list groups: poll the simulated application's group by name.
+    cfg.lag.mode = crate::lag::LagMode::Always;
+    cfg.lag.groups = vec![APP_GROUP.into()];
+    cfg.lag.interval = Duration::from_secs(2);
+    cfg.lag.window = 5;
+    cfg.lag.request_timeout = Duration::from_secs(2);
 
     let agent_stop = CancellationToken::new();
     let running = crate::start(cfg, agent_stop.clone()).await?;
@@ -246,6 +314,16 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
          metrics at http://{}/metrics",
         running.addr
     );
+    let app_stop = agent_stop.child_token();
+    let app = crate::lag::simulate::App {
+        bootstrap: mock.bootstrap_servers(),
+        topic: APP_TOPIC.into(),
+        partitions: 3,
+        group: APP_GROUP.into(),
+        rate: 20,
+    }
+    .spawn(app_stop.clone())
+    .map_err(|e| DemoError::Mock(e.to_string()))?;
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut next_summary = started + opts.summary_every;
@@ -282,12 +360,19 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
                 elapsed.as_secs_f64(),
                 summarize(&running.registry)
             );
+            println!(
+                "[{:>5.1}s] {}",
+                elapsed.as_secs_f64(),
+                LagSummary::read(&running.registry, APP_GROUP)
+            );
         }
     }
     // Heal the cluster so the last probes can settle, then stop the agent.
     let _ = mock.broker_up(3);
     let _ = mock.broker_round_trip_time(1, Duration::ZERO);
     let registry = running.registry.clone();
+    app_stop.cancel();
+    let _ = tokio::task::spawn_blocking(move || app.join()).await;
     agent_stop.cancel();
     running.wait().await?;
     let summary = summarize(&registry);

@@ -38,6 +38,7 @@
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
 //! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster, with chaos |
 //! | [`report`] | `losswatch report`: loss events from a state file as a table |
+//! | [`lag`] | beside the data path: consumer-group lag in messages and time, status, expired unread; one elected poller per DaemonSet |
 //!
 //! Data flows one way: the producer and the verifier feed the tracker; the tracker's verdicts
 //! go to the ledger and the metrics. The tracker knows nothing of Kafka, SQLite or HTTP.
@@ -47,6 +48,7 @@ pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod lag;
 pub mod ledger;
 pub mod metrics;
 pub mod probe;
@@ -107,6 +109,7 @@ pub struct Running {
     pub health: Arc<Health>,
     agent: JoinHandle<()>,
     http: JoinHandle<()>,
+    lag: JoinHandle<()>,
 }
 
 impl Running {
@@ -114,6 +117,7 @@ impl Running {
     pub async fn wait(self) -> Result<(), Error> {
         self.agent.await?;
         self.http.await?;
+        self.lag.await?;
         Ok(())
     }
 }
@@ -144,12 +148,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
+    let lag_metrics = lag::LagMetrics::register(&registry)?;
     let health = Arc::new(Health::default());
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
+    let lag_config = config.clone();
     let agent = Agent::new(config, loaded, store, metrics, health.clone(), status_tx)?;
+    let lag = lag::spawn(&lag_config, lag_metrics, shutdown.clone());
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,
@@ -166,6 +173,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         health,
         agent,
         http,
+        lag,
     })
 }
 

@@ -1,0 +1,231 @@
+//! One lag poller per DaemonSet, elected through Kafka group membership: every agent joins
+//! the election group, subscribed to the election topic, and the member assigned partition 0
+//! polls. No Kubernetes API, no RBAC. The group coordinator removes a member that stops
+//! heartbeating after `lag.session_timeout`, rebalances, and partition 0 goes to another
+//! agent; an agent that shuts down leaves the group at once.
+//!
+//! The eager `range` assignor revokes every partition before assigning again, so two agents
+//! never both hold partition 0 as the group sees it. The poller also commits a heartbeat that
+//! the others watch, to recover from a coordinator that leaves partition 0 unassigned
+//! (`Watchdog`). An agent cut off from the coordinator
+//! keeps its assignment until librdkafka notices the lost session, so for up to one session
+//! timeout two agents may poll; both then report the same values.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::config::LagConfig;
+use crate::canary::log_context::log_librdkafka;
+
+struct ElectionContext {
+    topic: String,
+    leader: watch::Sender<bool>,
+}
+
+impl ClientContext for ElectionContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        log_librdkafka("lag-election", level, fac, msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(client = "lag-election", %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for ElectionContext {
+    // Runs on the polling thread; only flips the flag.
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let leader = match rebalance {
+            Rebalance::Assign(tpl) => tpl.find_partition(&self.topic, 0).is_some(),
+            Rebalance::Revoke(_) | Rebalance::Error(_) => false,
+        };
+        tracing::debug!(leader, "lag election rebalance");
+        self.leader
+            .send_if_modified(|l| std::mem::replace(l, leader) != leader);
+    }
+}
+
+/// Creates the one-partition election topic unless it exists. Failing is not fatal: brokers
+/// that create topics on subscription make one, and any partition count elects one agent.
+async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
+    let probe = base.clone();
+    let t = topic.to_owned();
+    let brokers = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = probe.create()?;
+        let md = c.fetch_metadata(Some(&t), timeout)?;
+        let exists = md
+            .topics()
+            .iter()
+            .any(|x| x.name() == t && x.error().is_none() && !x.partitions().is_empty());
+        Ok::<_, KafkaError>((exists, md.brokers().len()))
+    })
+    .await;
+    let brokers = match brokers {
+        Ok(Ok((true, _))) => return,
+        Ok(Ok((false, n))) => n,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, topic, "cannot read the election topic's metadata");
+            return;
+        }
+        Err(_) => return,
+    };
+    let admin: AdminClient<DefaultClientContext> = match base.create() {
+        Ok(a) => a,
+        Err(error) => {
+            tracing::warn!(%error, "cannot create an admin client for the election topic");
+            return;
+        }
+    };
+    let replication = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication));
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    match admin.create_topics([&new], &opts).await {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(_) => tracing::info!(topic, "created the lag election topic"),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => {
+                        tracing::warn!(topic, error = %code, "cannot create the lag election topic")
+                    }
+                }
+            }
+        }
+        Err(error) => tracing::warn!(topic, %error, "cannot create the lag election topic"),
+    }
+}
+
+/// Joins the election; the receiver is true while this agent is elected. The group is left
+/// when `shutdown` fires.
+pub async fn join(
+    base: &ClientConfig,
+    cfg: &LagConfig,
+    shutdown: CancellationToken,
+) -> Result<watch::Receiver<bool>, KafkaError> {
+    ensure_topic(base, &cfg.election_topic, cfg.request_timeout).await;
+    let (tx, rx) = watch::channel(false);
+    let session_ms = cfg.session_timeout.as_millis();
+    let mut c = base.clone();
+    c.set("group.id", &cfg.election_group)
+        .set("session.timeout.ms", session_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (session_ms / 5).max(100).to_string(),
+        )
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "latest")
+        .set("allow.auto.create.topics", "true");
+    let consumer: BaseConsumer<ElectionContext> = c.create_with_context(ElectionContext {
+        topic: cfg.election_topic.clone(),
+        leader: tx,
+    })?;
+    consumer.subscribe(&[&cfg.election_topic])?;
+    let mut watch = Watchdog {
+        topic: cfg.election_topic.clone(),
+        every: cfg.session_timeout / 3,
+        stale_after: cfg.session_timeout * 2,
+        timeout: cfg.request_timeout,
+        seen: None,
+        changed: Instant::now(),
+    };
+    // A thread of its own: polling drives the rebalance callbacks and proves liveness to
+    // the coordinator (max.poll.interval.ms).
+    std::thread::Builder::new()
+        .name("lag-election".into())
+        .spawn(move || {
+            let mut next = Instant::now();
+            let mut was_leader = false;
+            while !shutdown.is_cancelled() {
+                if let Some(Err(error)) = consumer.poll(Duration::from_millis(200)) {
+                    tracing::debug!(%error, topic = watch.topic, "lag election consumer");
+                }
+                let leader = *consumer.context().leader.borrow();
+                // A new poller beats at once, so that the others see it quickly.
+                if Instant::now() >= next || leader != was_leader {
+                    was_leader = leader;
+                    next = Instant::now() + watch.every;
+                    watch.check(&consumer);
+                }
+            }
+            // Dropping closes the consumer: it leaves the group, so another agent is
+            // elected without waiting for the session timeout.
+            drop(consumer);
+        })
+        .map_err(|e| KafkaError::Subscription(format!("cannot start the election thread: {e}")))?;
+    Ok(rx)
+}
+
+/// The poller's heartbeat, and a guard against a coordinator that completes a rebalance
+/// with nobody holding partition 0. Seen with Tansu 0.6.0: when the member that computed the
+/// assignment dies, the group keeps it as its leader, so every survivor is assigned nothing
+/// and no agent polls.
+///
+/// The poller commits a new offset (the time) on partition 0 every third of a session
+/// timeout. Every other member reads that commit; when it has not changed for two session
+/// timeouts (a healthy group hands partition 0 over within one, and the new poller commits
+/// at once), nobody polls: the member leaves and joins again, which makes the group choose a
+/// new leader.
+struct Watchdog {
+    topic: String,
+    every: Duration,
+    stale_after: Duration,
+    timeout: Duration,
+    seen: Option<i64>,
+    changed: Instant,
+}
+
+impl Watchdog {
+    fn partition_zero(&self, at: Offset) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, 0, at)?;
+        Ok(tpl)
+    }
+
+    fn check(&mut self, consumer: &BaseConsumer<ElectionContext>) {
+        if *consumer.context().leader.borrow() {
+            let beat = self
+                .partition_zero(Offset::Offset(chrono::Utc::now().timestamp_millis()))
+                .and_then(|tpl| consumer.commit(&tpl, CommitMode::Async));
+            if let Err(error) = beat {
+                tracing::debug!(%error, "lag poller heartbeat not committed");
+            }
+            self.changed = Instant::now();
+            return;
+        }
+        let committed = self
+            .partition_zero(Offset::Invalid)
+            .and_then(|tpl| consumer.committed_offsets(tpl, self.timeout));
+        let value = match committed {
+            Ok(tpl) => tpl.elements().first().and_then(|e| e.offset().to_raw()),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the lag poller heartbeat");
+                return;
+            }
+        };
+        if value != self.seen {
+            self.seen = value;
+            self.changed = Instant::now();
+            return;
+        }
+        if self.changed.elapsed() > self.stale_after {
+            tracing::warn!(
+                topic = self.topic,
+                "no lag poller heartbeat for two session timeouts; rejoining the election group"
+            );
+            self.changed = Instant::now();
+            consumer.unsubscribe();
+            if let Err(error) = consumer.subscribe(&[&self.topic]) {
+                tracing::warn!(%error, "cannot rejoin the lag election group");
+            }
+        }
+    }
+}

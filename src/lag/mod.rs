@@ -1,0 +1,64 @@
+//! Consumer-group lag: how far every consumer group is behind, in messages and in time, its
+//! Burrow-style status, and messages retention removed before the group read them (loss at
+//! the consumer stage). One agent of a DaemonSet polls, elected through a Kafka group.
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`config`] | the `[lag]` section and the group filter |
+//! | [`poller`] | the task: each interval, list → fetch → [`book`] → [`metrics`] |
+//! | [`kafka`] | the batched requests (metadata, group list, committed and log offsets) |
+//! | [`committed`] | committed offsets of many groups, a bounded number at a time |
+//! | [`records`] | timestamps of the first unconsumed records |
+//! | [`discovery`] | which partitions to ask each group for (sans-IO) |
+//! | [`assignment`] | decoding members' assignments (sans-IO, property-tested) |
+//! | [`book`] | lag, expired unread, series lifecycle across polls (sans-IO) |
+//! | [`status`] | the status evaluator: OK, WARN, STALL, STOP, REWIND, ERR (sans-IO) |
+//! | [`timelag`] | time lag from timestamps or interpolated log-end history (sans-IO) |
+//! | [`election`] | one poller per DaemonSet through group membership |
+//! | [`metrics`] | the `losswatch_consumergroup_*` and `losswatch_lag_*` series |
+//! | [`simulate`] | the demo's application consumer group that falls behind and recovers |
+
+pub mod assignment;
+pub mod book;
+pub mod committed;
+pub mod config;
+pub mod discovery;
+pub mod election;
+pub mod kafka;
+pub mod metrics;
+pub mod poller;
+pub mod records;
+pub mod simulate;
+pub mod status;
+pub mod timelag;
+
+pub use config::{LagConfig, LagMode};
+pub use metrics::LagMetrics;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
+/// Kafka library refuses is logged and counted at each poll; the canary runs on.
+pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
+    let base = crate::agent::client_config(cfg);
+    let lag = cfg.lag.clone();
+    tokio::spawn(async move {
+        if lag.mode == LagMode::Off {
+            metrics.leader.set(0);
+            return;
+        }
+        let filter = match lag.filter() {
+            Ok(f) => f,
+            Err(error) => {
+                tracing::error!(%error, "lag poller not started");
+                return;
+            }
+        };
+        poller::Poller::new(lag, base, filter, metrics)
+            .run(shutdown)
+            .await;
+    })
+}

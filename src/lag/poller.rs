@@ -1,0 +1,392 @@
+//! The lag poller task: every `lag.interval` (a slow poll skips ticks) while this agent is
+//! the poller, it reads the groups, their committed offsets and the log offsets, feeds the
+//! [`Book`] and publishes its snapshot. Broker trouble is counted in
+//! `losswatch_lag_poll_errors_total` and leaves the last published values in place; it never
+//! stops the task.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::config::ClientConfig;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::book::{Book, GroupInput, PollInput, Snapshot, Tp};
+use super::config::{GroupFilter, LagConfig, LagMode};
+use super::discovery::{self, Discovery};
+use super::kafka::{self, LagClient};
+use super::metrics::{LagMetrics, PollError};
+use super::{committed, election, records};
+
+/// The groups of a poll: members (when known) and the topics they are assigned.
+type Groups = BTreeMap<String, (Option<usize>, BTreeSet<String>)>;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub struct Poller {
+    cfg: LagConfig,
+    base: ClientConfig,
+    /// Created when this agent becomes the poller, dropped when it stops being it: the other
+    /// agents of a DaemonSet hold only their election client.
+    client: Option<Arc<LagClient>>,
+    filter: GroupFilter,
+    book: Book,
+    discovery: Discovery,
+    metrics: LagMetrics,
+}
+
+/// Runs `f` on the blocking pool; a panic there is reported as `None`.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+impl Poller {
+    pub fn new(
+        cfg: LagConfig,
+        base: ClientConfig,
+        filter: GroupFilter,
+        metrics: LagMetrics,
+    ) -> Poller {
+        let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
+        Poller {
+            book: Book::new(cfg.window),
+            discovery: Discovery::new(interval_ms),
+            cfg,
+            base,
+            client: None,
+            filter,
+            metrics,
+        }
+    }
+
+    /// The poller's client, created on first use.
+    fn client(&mut self) -> Option<Arc<LagClient>> {
+        if self.client.is_none() {
+            match kafka::client(&self.base) {
+                Ok(c) => self.client = Some(Arc::new(c)),
+                Err(error) => {
+                    self.metrics.error(PollError::Client);
+                    tracing::error!(%error, "cannot create the lag poller's client");
+                }
+            }
+        }
+        self.client.clone()
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        // `None`: always the poller (or, once elected, the election ended).
+        let mut election: Option<watch::Receiver<bool>> = match self.cfg.mode {
+            LagMode::Off => {
+                self.metrics.leader.set(0);
+                return;
+            }
+            LagMode::Always => None,
+            LagMode::Elected => {
+                let joined = tokio::select! {
+                    // Creating the election topic can wait for a request timeout.
+                    _ = shutdown.cancelled() => return,
+                    j = election::join(&self.base, &self.cfg, shutdown.clone()) => j,
+                };
+                match joined {
+                    Ok(rx) => Some(rx),
+                    Err(error) => {
+                        // Not fatal for the canary: this agent just never polls.
+                        tracing::error!(%error, "cannot join the lag poller election; not polling consumer-group lag");
+                        self.metrics.error(PollError::Client);
+                        self.metrics.leader.set(0);
+                        return;
+                    }
+                }
+            }
+        };
+        let mut elected = election.is_none();
+        self.metrics.leader.set(i64::from(elected));
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            let changed = async {
+                match election.as_mut() {
+                    Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                now = changed => {
+                    // `None`: the election ended (the agent is shutting down).
+                    if now.is_none() {
+                        election = None;
+                    }
+                    let now = now.unwrap_or(false);
+                    if now != elected {
+                        elected = now;
+                        self.on_leadership(now);
+                        if now {
+                            tick.reset_immediately();
+                        }
+                    }
+                }
+                _ = tick.tick(), if elected => {
+                    let started = tokio::time::Instant::now();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.poll_and_publish() => {}
+                    }
+                    // A poll longer than the interval skips the ticks it overran, including the
+                    // one an interval would fire at once: polls stay an interval apart, so a
+                    // window of N polls spans at least N - 1 intervals.
+                    if started.elapsed() >= self.cfg.interval {
+                        tick.reset();
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_leadership(&mut self, leader: bool) {
+        self.metrics.leader.set(i64::from(leader));
+        if leader {
+            tracing::info!("elected lag poller");
+        } else {
+            tracing::info!("no longer the lag poller; removing consumer-group series");
+            self.metrics.clear();
+            if let Some(c) = self.client.take() {
+                // Closing blocks briefly: not on the runtime.
+                tokio::task::spawn_blocking(move || drop(c));
+            }
+            self.book = Book::new(self.cfg.window);
+            let interval_ms =
+                i64::try_from(self.cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
+            self.discovery = Discovery::new(interval_ms);
+        }
+    }
+
+    async fn poll_and_publish(&mut self) {
+        let started = Instant::now();
+        if let Some(snap) = self.poll().await {
+            tracing::debug!(
+                groups = snap.groups.len(),
+                group_partitions = snap.group_partitions(),
+                seconds = started.elapsed().as_secs_f64(),
+                "lag poll done"
+            );
+            for ((group, (topic, partition)), messages) in &snap.expired {
+                // Data loss at the consumer stage: the counter is rendered from the snapshot.
+                tracing::error!(
+                    group,
+                    topic,
+                    partition,
+                    messages,
+                    stage = "consumer",
+                    "retention removed messages before the consumer group read them"
+                );
+            }
+            self.metrics.publish(snap);
+        }
+        self.metrics
+            .poll_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// One poll; `None` when the groups or the topics could not be read at all.
+    pub async fn poll(&mut self) -> Option<Snapshot> {
+        let timeout = self.cfg.request_timeout;
+        let now = now_ms();
+        let mut stages = Stages::new();
+        let client = self.client()?;
+        let lag_client = client.clone();
+        let listed = blocking(move || kafka::list_groups(&client, timeout)).await;
+        let listed = match listed {
+            Some(Ok(l)) => Some(l),
+            Some(Err(error)) => {
+                self.metrics.error(PollError::ListGroups);
+                tracing::debug!(%error, "cannot list consumer groups");
+                None
+            }
+            None => None,
+        };
+        let groups: Groups = if self.cfg.groups.is_empty() {
+            let Some(listed) = listed else {
+                tracing::warn!("cannot list consumer groups; lag not polled");
+                return None;
+            };
+            listed
+                .into_iter()
+                .filter(|(g, _)| self.filter.accepts(g))
+                .map(|(g, l)| (g, (Some(l.members), l.assigned)))
+                .collect()
+        } else {
+            self.cfg
+                .groups
+                .iter()
+                .map(|g| {
+                    // A group the brokers do not list has no members.
+                    let l = listed
+                        .as_ref()
+                        .map(|all| all.get(g).cloned().unwrap_or_default());
+                    let members = l.as_ref().map(|l| l.members);
+                    (
+                        g.clone(),
+                        (members, l.map(|l| l.assigned).unwrap_or_default()),
+                    )
+                })
+                .collect()
+        };
+
+        stages.done("list_groups");
+        let client = lag_client.clone();
+        let topics = match blocking(move || kafka::topics(&client, timeout)).await {
+            Some(Ok(t)) => t,
+            other => {
+                self.metrics.error(PollError::Metadata);
+                if let Some(Err(error)) = other {
+                    tracing::warn!(%error, "cannot read topic metadata; lag not polled");
+                }
+                return None;
+            }
+        };
+
+        stages.done("metadata");
+        let committed = self.fetch_committed(&groups, &topics, now).await;
+        stages.done("committed_offsets");
+        self.discovery.retain(|g| groups.contains_key(g));
+
+        let wanted: BTreeSet<Tp> = committed
+            .values()
+            .flatten()
+            .flat_map(|c| c.keys().cloned())
+            .collect();
+        let client = lag_client.clone();
+        let asked = wanted.clone();
+        let logs = match blocking(move || kafka::log_offsets(&client, &asked, timeout)).await {
+            Some(Ok(l)) => l,
+            other => {
+                self.metrics.error(PollError::LogOffsets);
+                if let Some(Err(error)) = other {
+                    tracing::warn!(%error, "cannot read log offsets");
+                }
+                wanted.into_iter().map(|tp| (tp, None)).collect()
+            }
+        };
+        let unreadable = logs.values().filter(|l| l.is_none()).count();
+        if unreadable > 0 {
+            self.metrics.errors(PollError::LogOffsets, unreadable);
+        }
+
+        let input = PollInput {
+            now_ms: now,
+            logs,
+            groups: groups
+                .into_iter()
+                .map(|(g, (members, _))| {
+                    let committed = committed.get(&g).cloned().flatten();
+                    (g, GroupInput { members, committed })
+                })
+                .collect(),
+        };
+        stages.done("log_offsets");
+        let mut read = HashMap::new();
+        if self.cfg.read_timestamps {
+            let wanted = self.book.wanted_timestamps(&input);
+            if !wanted.is_empty() {
+                let client = lag_client.clone();
+                if let Some((r, failed)) =
+                    blocking(move || records::read(&client, &wanted, timeout)).await
+                {
+                    read = r;
+                    if failed > 0 {
+                        self.metrics.errors(PollError::Timestamps, failed);
+                    }
+                }
+            }
+        }
+        stages.done("timestamps");
+        let snap = self.book.apply(input, read);
+        stages.done("book");
+        tracing::debug!(stages = %stages, "lag poll stages");
+        Some(snap)
+    }
+
+    /// Committed offsets of every group (see [`committed::fetch`]); `None` for a group whose
+    /// fetch failed. Teaches discovery what each group has commits on.
+    async fn fetch_committed(
+        &mut self,
+        groups: &Groups,
+        topics: &BTreeMap<String, Vec<i32>>,
+        now: i64,
+    ) -> BTreeMap<String, Option<BTreeMap<Tp, i64>>> {
+        let plans = groups
+            .iter()
+            .map(|(g, (_, assigned))| {
+                let q = self.discovery.plan(g, assigned, now);
+                let parts = discovery::partitions(&q, topics);
+                (g.clone(), q, parts)
+            })
+            .collect();
+        let fetched = committed::fetch(
+            &self.base,
+            plans,
+            self.cfg.concurrency,
+            self.cfg.request_timeout,
+        )
+        .await;
+        let mut out = BTreeMap::new();
+        for (g, q, r) in fetched {
+            match r {
+                Ok(c) => {
+                    let ts: BTreeSet<String> = c.keys().map(|(t, _)| t.clone()).collect();
+                    self.discovery.learn(&g, &q, ts, now);
+                    out.insert(g, Some(c));
+                }
+                Err(error) => {
+                    self.metrics.error(PollError::CommittedOffsets);
+                    tracing::debug!(group = g, error, "cannot fetch committed offsets");
+                    out.insert(g, None);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Wall time of each stage of a poll, for the debug log.
+struct Stages {
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    fn done(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.done.push((stage, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (stage, s)) in self.done.iter().enumerate() {
+            write!(f, "{}{stage}={s:.3}s", if i > 0 { " " } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps `Poller::run` `Send`, as the runtime requires.
+#[allow(dead_code)]
+fn assert_send(p: Poller, t: CancellationToken) -> impl Send {
+    p.run(t)
+}
