@@ -172,8 +172,8 @@ for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
     say(get.get("path") == path and get.get("port") in ("http-metrics", 9840), f"agent: {probe} GET {path} on http-metrics")
 
 res = agent.get("resources", {})
-say(res.get("requests") == {"cpu": "20m", "memory": "32Mi"} and res.get("limits") == {"cpu": "200m", "memory": "128Mi"},
-    "agent: resources requests 20m/32Mi, limits 200m/128Mi")
+say(res.get("requests") == {"cpu": "20m", "memory": "32Mi"} and res.get("limits") == {"cpu": "200m", "memory": "256Mi"},
+    "agent: resources requests 20m/32Mi, limits 200m/256Mi")
 
 env = {e["name"]: e for e in agent.get("env", [])}
 for var, key in (("LOSSWATCH_KAFKA_SASL_USERNAME", "username"), ("LOSSWATCH_KAFKA_SASL_PASSWORD", "password")):
