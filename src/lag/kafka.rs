@@ -142,16 +142,20 @@ impl GroupClient {
             tpl.add_partition(t, *p);
         }
         let tpl = self.0.committed_offsets(tpl, timeout)?;
-        Ok(tpl
-            .elements()
-            .iter()
-            .filter(|e| e.error().is_ok())
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
-                _ => None,
-            })
-            .collect())
+        Ok(known_offsets(&tpl))
     }
+}
+
+/// The offsets of a list answered without error, by (topic, partition).
+fn known_offsets(tpl: &TopicPartitionList) -> BTreeMap<Tp, i64> {
+    tpl.elements()
+        .iter()
+        .filter(|e| e.error().is_ok())
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Log start and log end of `partitions`: two ListOffsets rounds (latest, earliest), each
@@ -167,15 +171,7 @@ pub fn log_offsets(
             tpl.add_partition_offset(t, *p, at)?;
         }
         let tpl = client.offsets_for_times(tpl, timeout)?;
-        Ok(tpl
-            .elements()
-            .iter()
-            .filter(|e| e.error().is_ok())
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) if o >= 0 => Some(((e.topic().to_owned(), e.partition()), o)),
-                _ => None,
-            })
-            .collect())
+        Ok(known_offsets(&tpl))
     };
     if partitions.is_empty() {
         return Ok(BTreeMap::new());
