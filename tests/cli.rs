@@ -4,25 +4,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{assert_identity, eventually, get, scrape, Broker, Mock};
+use common::process::{AgentProcess, AgentSettings};
+use common::{assert_identity, eventually, scrape, Broker, Mock};
 
-const BIN: &str = env!("CARGO_BIN_EXE_losswatch");
+use common::process::BIN;
 const T: &str = "canary";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
@@ -120,60 +113,20 @@ fn report_without_state_is_a_usage_error() {
     assert_eq!(code, 64, "{err}");
 }
 
-fn agent_config(dir: &Path, bootstrap: &str, port: u16) -> std::path::PathBuf {
-    let f = dir.join("agent.toml");
-    write(
-        &f,
-        &format!(
-            r#"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-[canary]
-topic = "{T}"
-probe_interval = "100ms"
-metadata_refresh = "1s"
-delivery_timeout = "3s"
-create_topic = false
-[http]
-listen = "127.0.0.1:{port}"
-[state]
-path = {state:?}
-flush_interval = "100ms"
-[shutdown]
-grace = "5s"
-"#,
-            state = dir.join("state.db").to_str().unwrap()
-        ),
-    );
-    f
-}
-
-fn spawn(config: &Path) -> Child {
-    Command::new(BIN)
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("LOSSWATCH_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn status(addr: std::net::SocketAddr) -> serde_json::Value {
-    let (code, body) = get(addr, "/api/status");
-    assert_eq!(code, 200);
-    serde_json::from_str(&body).unwrap()
+fn status(agent: &AgentProcess) -> serde_json::Value {
+    agent.json("/api/status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
     let mock = Mock::new(T, 3);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let cfg = agent_config(dir.path(), &mock.bootstrap(), port);
-
-    let mut first = spawn(&cfg);
+    let mut settings = AgentSettings::new(mock.bootstrap(), T, dir.path());
+    settings.delivery_timeout = "3s";
+    let mut agent = AgentProcess::start(settings);
+    let addr = agent.addr;
     let before = eventually(WAIT, "first run verifies probes on 3 partitions", || {
-        let st = std::panic::catch_unwind(|| status(addr)).ok()?;
+        let st = std::panic::catch_unwind(|| status(&agent)).ok()?;
         let parts = st["partitions"].as_array()?.clone();
         (parts.len() == 3
             && parts
@@ -189,17 +142,16 @@ async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    agent.kill9();
     for b in 1..=3 {
         mock.cluster
             .broker_round_trip_time(b, Duration::ZERO)
             .unwrap();
     }
 
-    let mut second = spawn(&cfg);
+    agent.crash_and_restart();
     let after = eventually(WAIT, "second run verifies probes again", || {
-        let st = std::panic::catch_unwind(|| status(addr)).ok()?;
+        let st = std::panic::catch_unwind(|| status(&agent)).ok()?;
         let parts = st["partitions"].as_array()?.clone();
         let s = scrape(addr);
         (parts.len() == 3
@@ -238,14 +190,8 @@ async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
     assert!(restored >= 0.0);
 
     // SIGTERM: drains and exits 0 within the grace period.
-    let pid = second.id().to_string();
     let t = std::time::Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let code = second.wait().unwrap();
+    let code = agent.terminate();
     assert!(code.success(), "exit after SIGTERM: {code:?}");
     assert!(
         t.elapsed() < Duration::from_secs(5),
@@ -254,15 +200,14 @@ async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
 
     // A clean stop saves exact sequences: the next run continues without a gap.
     let last: Vec<u64> = {
-        let mut third = spawn(&cfg);
+        agent.crash_and_restart();
         let parts = eventually(WAIT, "third run starts probing", || {
-            let st = std::panic::catch_unwind(|| status(addr)).ok()?;
+            let st = std::panic::catch_unwind(|| status(&agent)).ok()?;
             let parts = st["partitions"].as_array()?.clone();
             (parts.len() == 3).then_some(parts)
         })
         .await;
-        third.kill().unwrap();
-        third.wait().unwrap();
+        agent.kill9();
         parts
             .iter()
             .map(|p| p["next_seq"].as_u64().unwrap())
