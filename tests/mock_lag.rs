@@ -6,38 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, eventually, get, produce_raw, scrape, Broker, Mock, Scrape};
+use common::{
+    commit, config, eventually, get, group_status as status, produce_raw, scrape, Broker, Mock,
+    Scrape,
+};
 use losswatch::lag::LagMode;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn status(s: &Scrape, g: &str) -> Option<String> {
-    s.0.iter()
-        .find(|(n, l, v)| {
-            n == "losswatch_consumergroup_status"
-                && l.get("group").map(String::as_str) == Some(g)
-                && *v == 1.0
-        })
-        .and_then(|(_, l, _)| l.get("status").cloned())
-}
-
-fn commit(bootstrap: &str, group: &str, offsets: &[(&str, i32, i64)]) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for (t, p, o) in offsets {
-        tpl.add_partition_offset(t, *p, Offset::Offset(*o)).unwrap();
-    }
-    c.commit(&tpl, CommitMode::Sync).expect("commit");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_is_err_and_counted_not_a_crash() {

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, scrape};
-use lag_tansu::agent::{gtp, has, status, Agent};
-use lag_tansu::{commit, create_topic, now_ms, produce, Tansu};
+use common::{commit, eventually, group_status as status, scrape};
+use lag_tansu::agent::{gtp, has, Agent};
+use lag_tansu::{create_topic, now_ms, produce, Tansu};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 

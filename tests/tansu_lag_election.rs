@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{scrape, Scrape};
-use lag_tansu::{commit, create_topic, free_port, now_ms, produce, Tansu};
+use common::tansu::free_port;
+use common::{commit, scrape, Scrape};
+use lag_tansu::{create_topic, now_ms, produce, Tansu};
 
 const BIN: &str = env!("CARGO_BIN_EXE_losswatch");
 const SESSION: Duration = Duration::from_secs(6);

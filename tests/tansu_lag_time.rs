@@ -6,9 +6,9 @@ mod lag_tansu;
 
 use std::time::Duration;
 
-use common::scrape;
+use common::{commit, scrape};
 use lag_tansu::agent::{gtp, has, Agent};
-use lag_tansu::{commit, create_topic, now_ms, produce, Tansu};
+use lag_tansu::{create_topic, now_ms, produce, Tansu};
 
 const WAIT: Duration = Duration::from_secs(60);
 

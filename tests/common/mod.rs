@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use losswatch::config::Config;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Anything that offers Kafka bootstrap servers.
 pub trait Broker {
@@ -215,6 +217,32 @@ pub fn assert_identity(s: &Scrape, topic: &str, partitions: i32) {
             "partition {p}: acked+restored={acked} vs received+lost+expired+pending={accounted}"
         );
     }
+}
+
+/// Commits `offsets` (topic, partition, offset) for `group`, as a consumer of that group would.
+pub fn commit(bootstrap: &str, group: &str, offsets: &[(&str, i32, i64)]) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        tpl.add_partition_offset(t, *p, Offset::Offset(*o)).unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).expect("commit");
+}
+
+/// The current `losswatch_consumergroup_status` of group `g` on a scrape.
+pub fn group_status(s: &Scrape, g: &str) -> Option<String> {
+    s.0.iter()
+        .find(|(n, l, v)| {
+            n == "losswatch_consumergroup_status"
+                && l.get("group").map(String::as_str) == Some(g)
+                && *v == 1.0
+        })
+        .and_then(|(_, l, _)| l.get("status").cloned())
 }
 
 /// Writes raw records to a partition with a plain producer (not through the agent).

@@ -91,9 +91,27 @@ pub struct Tansu {
     storage: Storage,
     log: PathBuf,
     child: Option<Child>,
+    /// The directory of [`Tansu::memory`] and [`Tansu::sqlite`], removed on drop.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Tansu {
+    /// Everything in memory, in a temporary directory for its log.
+    pub fn memory() -> Tansu {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tansu::start(Storage::Memory, dir.path());
+        t._dir = Some(dir);
+        t
+    }
+
+    /// SQLite storage in a temporary directory (kept across [`Tansu::restart`]).
+    pub fn sqlite() -> Tansu {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Tansu::start(Storage::Sqlite(dir.path().join("tansu.db")), dir.path());
+        t._dir = Some(dir);
+        t
+    }
+
     /// Starts a broker on a free port; its output goes to `log_dir/tansu.log`.
     pub fn start(storage: Storage, log_dir: &Path) -> Tansu {
         let port = free_port();
@@ -116,6 +134,7 @@ impl Tansu {
             storage,
             log: log_dir.join("tansu.log"),
             child: None,
+            _dir: None,
         };
         t.spawn();
         t
@@ -181,6 +200,12 @@ impl Tansu {
     /// A fresh broker process on the same port and storage.
     pub fn restart(&mut self) {
         self.kill9();
+        // The port can stay busy for a moment after the kill.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpListener::bind(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "port {} stays busy", self.port);
+            std::thread::sleep(Duration::from_millis(100));
+        }
         self.spawn();
     }
 

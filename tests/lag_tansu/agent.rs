@@ -65,13 +65,3 @@ pub fn has(s: &Scrape, name: &str, filter: &[(&str, &str)]) -> bool {
                 .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
     })
 }
-
-pub fn status(s: &Scrape, g: &str) -> Option<String> {
-    s.0.iter()
-        .find(|(n, l, v)| {
-            n == "losswatch_consumergroup_status"
-                && l.get("group").map(String::as_str) == Some(g)
-                && *v == 1.0
-        })
-        .and_then(|(_, l, _)| l.get("status").cloned())
-}
