@@ -105,6 +105,8 @@ pub struct Agent {
     bg_tx: mpsc::Sender<Background>,
     bg_rx: mpsc::Receiver<Background>,
     metadata_loaded: bool,
+    /// A metadata refresh is waiting for its answer.
+    metadata_in_flight: bool,
     creating: bool,
 }
 
@@ -175,6 +177,7 @@ impl Agent {
             bg_tx,
             bg_rx,
             metadata_loaded: false,
+            metadata_in_flight: false,
             creating: false,
             producer_refuses: None,
             producer_since: Instant::now(),

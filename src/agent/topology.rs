@@ -9,6 +9,12 @@ use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
 
 impl Agent {
     pub(super) fn refresh_metadata(&mut self) {
+        // While a broker does not answer, one request waits out its timeout; the ticks in
+        // between do not pile more blocking requests on top of it.
+        if self.metadata_in_flight {
+            return;
+        }
+        self.metadata_in_flight = true;
         let consumer = self.verifier.consumer().clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
@@ -19,6 +25,9 @@ impl Agent {
     }
 
     pub(super) fn on_background(&mut self, bg: Background) {
+        if matches!(bg, Background::Metadata(_)) {
+            self.metadata_in_flight = false;
+        }
         match bg {
             Background::Metadata(Ok(view)) => self.on_metadata(view),
             Background::Metadata(Err(TopicError::Missing(_))) => self.on_topic_missing(),
@@ -32,7 +41,11 @@ impl Agent {
             Background::Created(res) => {
                 self.creating = false;
                 match res {
-                    Ok(()) => self.refresh_metadata(),
+                    Ok(()) => {
+                        // A refresh still in flight may predate the creation: ask again now.
+                        self.metadata_in_flight = false;
+                        self.refresh_metadata();
+                    }
                     Err(error) => {
                         tracing::error!(%error, "canary topic is missing and could not be created");
                         self.health.set_not_ready(error.to_string());
