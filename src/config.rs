@@ -20,6 +20,7 @@ pub struct Config {
     pub state: StateConfig,
     pub shutdown: ShutdownConfig,
     pub lag: crate::lag::LagConfig,
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +68,18 @@ pub struct CanaryConfig {
     pub replication_factor: i32,
     /// Most acked, unverified probes kept per partition; beyond it sends are held back.
     pub max_pending_per_partition: usize,
+    /// Partitions the canary topic keeps per broker (created with, and grown to, at least
+    /// this many times the brokers), so that every broker leads one.
+    pub partitions_per_broker: i32,
+    /// How often the canary topic's partition count and broker coverage are reconciled.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Create, grow and reconcile the canary topic. `false` (managed Kafka that forbids admin
+    /// calls): no admin call at all, the topic is used as it is.
+    pub manage_topic: bool,
+    /// Accept `kafka.properties` that weaken the canary producer (acks below all, no
+    /// idempotence); logged at start and exported as `losswatch_weak_producer 1`.
+    pub allow_weak_producer: bool,
 }
 
 impl Default for CanaryConfig {
@@ -82,6 +95,10 @@ impl Default for CanaryConfig {
             partitions: 0,
             replication_factor: 0,
             max_pending_per_partition: 10_000,
+            partitions_per_broker: 1,
+            reconcile_interval: Duration::from_secs(60),
+            manage_topic: true,
+            allow_weak_producer: false,
         }
     }
 }
@@ -135,6 +152,95 @@ impl Default for ShutdownConfig {
         ShutdownConfig {
             grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// Which agents run the durability audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// The agent elected to poll consumer-group lag also audits (one per DaemonSet).
+    Elected,
+    /// This agent always audits.
+    Always,
+    /// This agent never audits.
+    Off,
+}
+
+/// The `[audit]` section: which topics the durability audit reads, and how often.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub mode: AuditMode,
+    /// Time between audits; a slow audit skips ticks.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Topics audited besides the canary topic: those matching one of these regexes …
+    pub include: Vec<String>,
+    /// … and none of these (default: internal topics).
+    pub exclude: Vec<String>,
+    /// Timeout of each metadata and DescribeConfigs request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            mode: AuditMode::Elected,
+            interval: Duration::from_secs(300),
+            include: vec![".*".into()],
+            exclude: vec!["^__".into()],
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval < Duration::from_secs(1) || self.interval > Duration::from_secs(86_400) {
+            return Err(invalid("audit.interval", "expected between 1s and 24h"));
+        }
+        if self.request_timeout < Duration::from_millis(100)
+            || self.request_timeout > Duration::from_secs(300)
+        {
+            return Err(invalid(
+                "audit.request_timeout",
+                "expected between 100ms and 5m",
+            ));
+        }
+        self.filter().map(|_| ())
+    }
+
+    /// The compiled include/exclude filter.
+    pub fn filter(&self) -> Result<TopicFilter, ConfigError> {
+        let compile = |key: &'static str, patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| {
+                    regex::Regex::new(p)
+                        .map_err(|e| invalid(key, format!("invalid regex {p:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(TopicFilter {
+            include: compile("audit.include", &self.include)?,
+            exclude: compile("audit.exclude", &self.exclude)?,
+        })
+    }
+}
+
+/// Which topics the audit reads besides the canary topic.
+#[derive(Debug, Clone)]
+pub struct TopicFilter {
+    include: Vec<regex::Regex>,
+    exclude: Vec<regex::Regex>,
+}
+
+impl TopicFilter {
+    pub fn matches(&self, topic: &str) -> bool {
+        self.include.iter().any(|r| r.is_match(topic))
+            && !self.exclude.iter().any(|r| r.is_match(topic))
     }
 }
 
@@ -230,15 +336,21 @@ impl Config {
                 "expected a comma-separated host:port list, got an empty string",
             ));
         }
-        for (key, reserved) in [
-            ("enable.idempotence", "probes are always sent idempotently"),
-            ("acks", "probes are always sent with acks=all"),
-            ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
-        ] {
-            if self.kafka.properties.contains_key(key) {
+        if self.kafka.properties.contains_key("bootstrap.servers") {
+            return Err(invalid(
+                "kafka.properties",
+                "`bootstrap.servers` cannot be set here: set kafka.bootstrap_servers instead",
+            ));
+        }
+        if let Some(weak) = self.weak_producer_settings().first() {
+            if !self.canary.allow_weak_producer {
                 return Err(invalid(
                     "kafka.properties",
-                    format!("`{key}` cannot be overridden: {reserved}"),
+                    format!(
+                        "`{weak}` weakens the canary producer (probes are sent with acks=all and \
+                         idempotence, so that a lost probe means the cluster lost it); remove it \
+                         or set canary.allow_weak_producer = true"
+                    ),
                 ));
             }
         }
@@ -306,6 +418,16 @@ impl Config {
                 "expected at least 1",
             ));
         }
+        if !(1..=100).contains(&c.partitions_per_broker) {
+            return Err(invalid(
+                "canary.partitions_per_broker",
+                format!("expected 1 to 100, got {}", c.partitions_per_broker),
+            ));
+        }
+        if c.reconcile_interval < Duration::from_secs(1) {
+            return Err(invalid("canary.reconcile_interval", "expected at least 1s"));
+        }
+        self.audit.validate()?;
         if self.state.path.as_os_str().is_empty() {
             return Err(invalid("state.path", "expected a file path"));
         }
@@ -324,6 +446,24 @@ impl Config {
             return Err(invalid("shutdown.grace", "expected more than 0s"));
         }
         self.lag.validate()
+    }
+
+    /// The `kafka.properties` entries that would weaken the canary producer, as `key=value`.
+    pub fn weak_producer_settings(&self) -> Vec<String> {
+        let mut weak = Vec::new();
+        for (k, v) in &self.kafka.properties {
+            let v = v.expose().trim().to_ascii_lowercase();
+            let is_weak = match k.as_str() {
+                "acks" | "request.required.acks" => !matches!(v.as_str(), "all" | "-1"),
+                "enable.idempotence" => v != "true",
+                "message.send.max.retries" | "retries" => v == "0",
+                _ => false,
+            };
+            if is_weak {
+                weak.push(format!("{k}={v}"));
+            }
+        }
+        weak
     }
 
     /// The effective config as TOML, secrets redacted.
@@ -451,15 +591,82 @@ mod tests {
     }
 
     #[test]
-    fn reserved_properties_are_refused() {
+    fn weak_producer_settings_are_refused_unless_allowed() {
+        for (key, value, weak) in [
+            ("acks", "1", true),
+            ("acks", "0", true),
+            ("request.required.acks", "1", true),
+            ("enable.idempotence", "false", true),
+            ("message.send.max.retries", "0", true),
+            ("acks", "all", false),
+            ("acks", "-1", false),
+            ("enable.idempotence", "true", false),
+        ] {
+            let mut cfg = Config::default();
+            cfg.kafka
+                .properties
+                .insert(key.into(), Sensitive(value.into()));
+            match cfg.validate() {
+                Err(e) if weak => {
+                    let e = e.to_string();
+                    assert!(e.contains("kafka.properties") && e.contains(key), "{e}");
+                    assert!(e.contains("canary.allow_weak_producer"), "{e}");
+                }
+                Ok(()) if !weak => {}
+                other => panic!("{key}={value}: {other:?}"),
+            }
+            cfg.canary.allow_weak_producer = true;
+            cfg.validate().unwrap();
+            assert_eq!(cfg.weak_producer_settings().is_empty(), !weak);
+        }
         let mut cfg = Config::default();
         cfg.kafka
             .properties
-            .insert("acks".into(), Sensitive("1".into()));
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("kafka.properties") && err.contains("acks"),
-            "{err}"
-        );
+            .insert("bootstrap.servers".into(), Sensitive("x:1".into()));
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("bootstrap"));
+    }
+
+    #[test]
+    fn audit_and_canary_management_keys_are_checked() {
+        let cfg = Config::parse(
+            "[audit]\nmode = \"always\"\ninterval = \"1m\"\ninclude = [\"^orders\"]\n\
+             [canary]\npartitions_per_broker = 2\nmanage_topic = false\nreconcile_interval = \"30s\"\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let f = cfg.audit.filter().unwrap();
+        assert!(f.matches("orders-eu") && !f.matches("payments"));
+        let d = AuditConfig::default().filter().unwrap();
+        assert!(d.matches("orders") && !d.matches("__consumer_offsets"));
+        for (text, key) in [
+            ("[audit]\ninclude = [\"(\"]\n", "audit.include"),
+            ("[audit]\ninterval = \"0s\"\n", "audit.interval"),
+            (
+                "[audit]\nrequest_timeout = \"1ms\"\n",
+                "audit.request_timeout",
+            ),
+            (
+                "[canary]\npartitions_per_broker = 0\n",
+                "canary.partitions_per_broker",
+            ),
+            (
+                "[canary]\nreconcile_interval = \"10ms\"\n",
+                "canary.reconcile_interval",
+            ),
+        ] {
+            let err = Config::parse(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        assert!(Config::parse("[audit]\nmode = \"sometimes\"\n")
+            .unwrap_err()
+            .contains("mode"));
     }
 }

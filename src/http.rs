@@ -7,6 +7,7 @@
 //! | `GET /readyz` | 200 once canary metadata is loaded and the state file is open, else 503 and why |
 //! | `GET /api/losses?limit=N` | loss events, newest first (JSON; default 100, at most 10 000) |
 //! | `GET /api/status` | per-partition summary with lifetime totals (JSON) |
+//! | `GET /api/audit` | the durability audit's findings (JSON; only the auditing agent has them) |
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub status: watch::Receiver<Arc<Status>>,
     pub state_path: PathBuf,
+    pub audit: crate::audit::Shared,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -104,6 +106,10 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
         "/api/status" => {
             let status = state.status.borrow().clone();
             json(StatusCode::OK, &*status)
+        }
+        "/api/audit" => {
+            let audit = state.audit.borrow().clone();
+            json(StatusCode::OK, &audit.response())
         }
         "/api/losses" => match limit_param(req.uri().query()) {
             Err(e) => text(StatusCode::BAD_REQUEST, format!("{e}\n"), PLAIN),

@@ -38,12 +38,16 @@
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
 //! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster, with chaos |
 //! | [`report`] | `losswatch report`: loss events from a state file as a table |
+//! | [`audit`] | beside the data path: the durability audit — topic, partition and broker settings that make loss possible, and how to fix them (rules sans-IO, table-tested); run by the elected agent |
+//! | [`backoff`] | backing off refused admin requests (sans-IO) |
 //! | [`lag`] | beside the data path: consumer-group lag in messages and time, status, expired unread; one elected poller per DaemonSet |
 //!
 //! Data flows one way: the producer and the verifier feed the tracker; the tracker's verdicts
 //! go to the ledger and the metrics. The tracker knows nothing of Kafka, SQLite or HTTP.
 
 pub mod agent;
+pub mod audit;
+pub mod backoff;
 pub mod canary;
 pub mod config;
 pub mod demo;
@@ -110,6 +114,9 @@ pub struct Running {
     agent: JoinHandle<()>,
     http: JoinHandle<()>,
     lag: JoinHandle<()>,
+    audit: JoinHandle<()>,
+    /// The durability audit's last report (empty on an agent that does not audit).
+    pub audit_state: audit::Shared,
 }
 
 impl Running {
@@ -118,6 +125,7 @@ impl Running {
         self.agent.await?;
         self.http.await?;
         self.lag.await?;
+        self.audit.await?;
         Ok(())
     }
 }
@@ -154,15 +162,36 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
-    let lag_config = config.clone();
+    let audit_metrics = audit::AuditMetrics::register(&registry)?;
+    let base = agent::client_config(&config);
+    // The lag poller and the audit are cluster-wide: one elected agent does them.
+    let election = (config.lag.mode == lag::LagMode::Elected
+        || config.audit.mode == config::AuditMode::Elected)
+        .then(|| {
+            lag::election::spawn_role(
+                base.clone(),
+                config.lag.clone(),
+                lag_metrics.clone(),
+                shutdown.clone(),
+            )
+        });
+    let lag = lag::spawn(&config, lag_metrics, election.clone(), shutdown.clone());
+    let audit_role = match (config.audit.mode, election) {
+        (config::AuditMode::Off, _) => None,
+        (config::AuditMode::Always, _) => Some(audit::Role::Always),
+        (config::AuditMode::Elected, Some(rx)) => Some(audit::Role::Elected(rx)),
+        (config::AuditMode::Elected, None) => None,
+    };
+    let (audit, audit_state) =
+        audit::spawn(&config, base, audit_metrics, audit_role, shutdown.clone());
     let agent = Agent::new(config, loaded, store, metrics, health.clone(), status_tx)?;
-    let lag = lag::spawn(&lag_config, lag_metrics, shutdown.clone());
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,
         health: health.clone(),
         status: status_rx.clone(),
         state_path,
+        audit: audit_state.clone(),
     };
     let http = tokio::spawn(http::serve(listener, app, shutdown.clone()));
     let agent = tokio::spawn(agent.run(shutdown));
@@ -174,6 +203,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         agent,
         http,
         lag,
+        audit,
+        audit_state,
     })
 }
 

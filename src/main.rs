@@ -29,6 +29,16 @@ enum Command {
     Demo(DemoArgs),
     /// Print the loss events recorded in a state file.
     Report(ReportArgs),
+    /// Audit the cluster once: settings that make loss possible, and how to fix them. Exits
+    /// 0 when clean, 1 with findings, 2 when nothing could be audited.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Print JSON (the format of /api/audit) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,11 +154,13 @@ fn on_signals(token: CancellationToken) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo prints its own summary lines; keep the log to what needs attention.
-    init_logging(if matches!(cli.command, Some(Command::Demo(_))) {
-        "warn"
-    } else {
-        "info"
-    });
+    init_logging(
+        if matches!(cli.command, Some(Command::Demo(_) | Command::Audit(_))) {
+            "warn"
+        } else {
+            "info"
+        },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -227,6 +239,19 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                     }
                 }
             })
+        }
+        Command::Audit(a) => {
+            let cfg = match Config::load(cli.config.config.as_deref(), &o) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("losswatch: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            let out = runtime.block_on(losswatch::audit::oneshot::run(&cfg, a.json));
+            print!("{}", out.stdout);
+            eprint!("{}", out.stderr);
+            ExitCode::from(out.code)
         }
         Command::Report(r) => {
             let path = match (&cli.config.state, cli.config.config.as_deref()) {

@@ -62,6 +62,10 @@ pub struct Metrics {
     pub ledger_write_seconds: Histogram,
     pub ledger_errors: IntCounter,
     pub producer_restarts: IntCounter,
+    pub weak_producer: IntGauge,
+    pub broker_canary_partitions: IntGaugeVec,
+    pub brokers_without_canary_leader: IntGauge,
+    pub canary_admin_errors: IntCounterVec,
 }
 
 fn counter(
@@ -145,8 +149,32 @@ impl Metrics {
             "Times the canary producer was recreated after a fatal librdkafka error.",
         )?;
         reg.register(Box::new(producer_restarts.clone()))?;
+        let weak_producer = IntGauge::new(
+            "losswatch_weak_producer",
+            "1 when kafka.properties weaken the canary producer (acks below all or no idempotence; canary.allow_weak_producer): a lost probe may then be the producer's doing, not the cluster's.",
+        )?;
+        reg.register(Box::new(weak_producer.clone()))?;
+        let brokers_without_canary_leader = IntGauge::new(
+            "losswatch_brokers_without_canary_leader",
+            "Brokers in metadata that lead no canary partition: their losses and latency are not probed.",
+        )?;
+        reg.register(Box::new(brokers_without_canary_leader.clone()))?;
         Ok(Metrics {
             scrape_lock: ScrapeLock::default(),
+            weak_producer,
+            brokers_without_canary_leader,
+            broker_canary_partitions: gauge(
+                reg,
+                "losswatch_broker_canary_partitions",
+                "Canary partitions the broker leads (0 for a broker in metadata that leads none).",
+                &["broker"],
+            )?,
+            canary_admin_errors: counter(
+                reg,
+                "losswatch_canary_admin_errors_total",
+                "Admin requests on the canary topic (create, add partitions) that failed or were refused, by operation.",
+                &["operation"],
+            )?,
             sent: counter(reg, "losswatch_probes_sent_total", "Probes handed to the producer.", TP)?,
             acked: counter(reg, "losswatch_probes_acked_total", "Probes acknowledged by the broker (acks=all).", TP)?,
             send_failed: counter(

@@ -5,6 +5,7 @@
 //! Blocking librdkafka calls (metadata, watermarks) run on the blocking pool and come back
 //! as [`Background`] messages; nothing in the loop blocks.
 
+mod coverage;
 mod reading;
 mod status;
 mod store;
@@ -22,6 +23,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use coverage::CoverageView;
 pub use status::{Health, PartitionStatus, SeqAt, Status, TotalsView};
 pub use store::Store;
 
@@ -54,6 +56,8 @@ enum Background {
         partition: i32,
         result: Result<(i64, i64), KafkaError>,
     },
+    /// Partitions added to the canary topic (or why not).
+    Grown(Result<(), String>),
 }
 
 struct PartState {
@@ -108,6 +112,7 @@ pub struct Agent {
     /// A metadata refresh is waiting for its answer.
     metadata_in_flight: bool,
     creating: bool,
+    reconcile: coverage::Reconcile,
 }
 
 /// librdkafka settings shared by the producer and the verifier.
@@ -153,6 +158,14 @@ impl Agent {
         let topic = cfg.canary.topic.clone();
         tracing::info!(instance = %loaded.instance, topic, restored_partitions = loaded.partitions.len(), "agent starting");
         health.set_not_ready("waiting for canary topic metadata");
+        let weak = cfg.weak_producer_settings();
+        if !weak.is_empty() {
+            tracing::warn!(
+                settings = weak.join(", "),
+                "canary.allow_weak_producer: the canary producer runs with weakened settings; a lost probe may be the producer's doing, not the cluster's"
+            );
+            metrics.weak_producer.set(1);
+        }
         Ok(Agent {
             topic,
             instance: loaded.instance,
@@ -179,6 +192,7 @@ impl Agent {
             metadata_loaded: false,
             metadata_in_flight: false,
             creating: false,
+            reconcile: coverage::Reconcile::new(cfg.canary.manage_topic),
             producer_refuses: None,
             producer_since: Instant::now(),
             cfg,

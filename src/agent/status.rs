@@ -100,6 +100,8 @@ pub struct Status {
     pub not_ready_reason: Option<String>,
     pub other_instances: Vec<String>,
     pub partitions: Vec<PartitionStatus>,
+    /// Which brokers the canary probes, and what is not covered.
+    pub coverage: super::CoverageView,
 }
 
 impl Agent {
@@ -155,6 +157,7 @@ impl Agent {
             not_ready_reason: readiness.err(),
             other_instances: self.other_instances.iter().map(Uuid::to_string).collect(),
             partitions: statuses,
+            coverage: self.reconcile.view.clone(),
         };
         self.status.send_replace(Arc::new(status));
     }

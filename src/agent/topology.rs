@@ -78,6 +78,7 @@ impl Agent {
                 }
                 self.reassign();
             }
+            Background::Grown(res) => self.on_grown(res),
             Background::Watermarks { partition, result } => match result {
                 Ok((low, high)) => {
                     self.tracker
@@ -95,6 +96,14 @@ impl Agent {
 
     pub(super) fn on_topic_missing(&mut self) {
         let topic = self.topic.clone();
+        if !self.cfg.canary.manage_topic {
+            let reason = format!(
+                "canary topic {topic} does not exist and canary.manage_topic is false (no admin calls)"
+            );
+            tracing::error!("{reason}");
+            self.health.set_not_ready(reason);
+            return;
+        }
         if !self.cfg.canary.create_topic {
             let reason =
                 format!("canary topic {topic} does not exist and canary.create_topic is false");
@@ -110,10 +119,8 @@ impl Agent {
         self.creating = true;
         let consumer = self.verifier.consumer().clone();
         let base = self.client_cfg.clone();
-        let (parts, rf) = (
-            self.cfg.canary.partitions,
-            self.cfg.canary.replication_factor,
-        );
+        let c = &self.cfg.canary;
+        let (parts, per_broker, rf) = (c.partitions, c.partitions_per_broker, c.replication_factor);
         let tx = self.bg_tx.clone();
         tokio::spawn(async move {
             let brokers = tokio::task::spawn_blocking(move || {
@@ -123,7 +130,10 @@ impl Agent {
             })
             .await;
             let res = match brokers {
-                Ok(Ok(n)) => topic::create(&base, &topic, n, parts, rf, KAFKA_TIMEOUT).await,
+                Ok(Ok(n)) => {
+                    let layout = topic::Layout::new(n, parts, per_broker, rf);
+                    topic::create(&base, &topic, layout, KAFKA_TIMEOUT).await
+                }
                 Ok(Err(e)) => Err(TopicError::Metadata(e)),
                 Err(e) => Err(TopicError::Create {
                     topic: topic.clone(),
@@ -144,6 +154,7 @@ impl Agent {
         }
         self.metadata_loaded = true;
         self.health.set_ready();
+        self.on_coverage(&view);
         self.metrics.ready.set(1);
         self.metrics
             .partitions

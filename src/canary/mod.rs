@@ -1,5 +1,7 @@
-//! The canary side: the producer that injects probes and the topic (discovery, creation).
+//! The canary side: the producer that injects probes, the topic (discovery, creation,
+//! growth) and whether it covers every broker.
 
+pub mod coverage;
 pub mod log_context;
 pub mod producer;
 pub mod topic;

@@ -153,9 +153,15 @@ pub fn create(
     reports: UnboundedSender<Report>,
 ) -> Result<CanaryProducer, KafkaError> {
     let mut cfg = base.clone();
-    cfg.set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("message.timeout.ms", delivery_timeout_ms.to_string())
+    // acks=all and idempotence unless the configuration set them: validation refuses weaker
+    // values unless canary.allow_weak_producer says they are wanted.
+    if cfg.get("acks").is_none() && cfg.get("request.required.acks").is_none() {
+        cfg.set("acks", "all");
+    }
+    if cfg.get("enable.idempotence").is_none() {
+        cfg.set("enable.idempotence", "true");
+    }
+    cfg.set("message.timeout.ms", delivery_timeout_ms.to_string())
         // Probes are tiny and rare: send each at once rather than waiting to fill a batch.
         .set("linger.ms", "0")
         .set("queue.buffering.max.messages", "100000")

@@ -83,14 +83,43 @@ pub fn describe<C: ClientContext>(
     })
 }
 
-/// Creates the topic: `partitions` (0 = one per broker, so that every broker leads a
-/// partition) and `replication` (0 = min(3, brokers)).
+/// The settings a created canary topic gets: `partitions` (0 = `per_broker` × brokers, so
+/// that every broker leads a partition), `replication` (0 = min(3, brokers)),
+/// `min.insync.replicas` = max(1, RF − 1) (an acks=all write survives one replica down and is
+/// on two replicas when RF is 3) and no unclean leader election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub partitions: i32,
+    pub replication: i32,
+    pub min_insync: i32,
+}
+
+impl Layout {
+    pub fn new(brokers: usize, partitions: i32, per_broker: i32, replication: i32) -> Layout {
+        let brokers = i32::try_from(brokers.max(1)).unwrap_or(i32::MAX);
+        let partitions = if partitions == 0 {
+            brokers.saturating_mul(per_broker.max(1))
+        } else {
+            partitions
+        };
+        let replication = if replication == 0 {
+            brokers.min(3)
+        } else {
+            replication
+        };
+        Layout {
+            partitions,
+            replication,
+            min_insync: (replication - 1).max(1),
+        }
+    }
+}
+
+/// Creates the topic with `layout`.
 pub async fn create(
     base: &ClientConfig,
     topic: &str,
-    brokers: usize,
-    partitions: i32,
-    replication: i32,
+    layout: Layout,
     timeout: Duration,
 ) -> Result<(), TopicError> {
     let err = |reason: String| TopicError::Create {
@@ -98,17 +127,14 @@ pub async fn create(
         reason,
     };
     let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| err(e.to_string()))?;
-    let brokers = i32::try_from(brokers.max(1)).unwrap_or(i32::MAX);
-    let partitions = if partitions == 0 { brokers } else { partitions };
-    let replication = if replication == 0 {
-        brokers.min(3)
-    } else {
-        replication
-    };
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)).set(
-        "min.insync.replicas",
-        if replication >= 3 { "2" } else { "1" },
-    );
+    let min_insync = layout.min_insync.to_string();
+    let new = NewTopic::new(
+        topic,
+        layout.partitions,
+        TopicReplication::Fixed(layout.replication),
+    )
+    .set("min.insync.replicas", &min_insync)
+    .set("unclean.leader.election.enable", "false");
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let results = admin
         .create_topics([&new], &opts)
@@ -120,6 +146,73 @@ pub async fn create(
             Err((_, code)) => return Err(err(code.to_string())),
         }
     }
-    tracing::info!(topic, partitions, replication, "created canary topic");
+    tracing::info!(
+        topic,
+        partitions = layout.partitions,
+        replication = layout.replication,
+        min_insync = layout.min_insync,
+        "created canary topic"
+    );
     Ok(())
+}
+
+/// Adds partitions: the topic grows to `plan.total`, each new partition with its replicas.
+/// Another agent growing the topic first is not an error.
+pub async fn grow(
+    base: &ClientConfig,
+    topic: &str,
+    plan: &super::coverage::Plan,
+    timeout: Duration,
+) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| e.to_string())?;
+    let assignment: Vec<&[i32]> = plan.assignments.iter().map(|a| a.as_slice()).collect();
+    let new = rdkafka::admin::NewPartitions::new(topic, plan.total).assign(&assignment);
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let call = admin.create_partitions([&new], &opts);
+    let results = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        Err(_) => return Err("CreatePartitions did not answer in time".into()),
+        Ok(r) => r.map_err(|e| e.to_string())?,
+    };
+    for r in results {
+        match r {
+            Ok(_) => {}
+            // The count is already there (another agent added them).
+            Err((_, RDKafkaErrorCode::InvalidPartitions)) => {}
+            Err((_, code)) => return Err(code.to_string()),
+        }
+    }
+    tracing::info!(
+        topic,
+        partitions = plan.total,
+        new = ?plan.assignments,
+        "added canary partitions so that every broker leads one"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Layout;
+
+    #[test]
+    fn layout_table() {
+        // (brokers, partitions, per broker, replication) -> (partitions, RF, min ISR)
+        for (args, want) in [
+            ((1, 0, 1, 0), (1, 1, 1)),
+            ((2, 0, 1, 0), (2, 2, 1)),
+            ((3, 0, 1, 0), (3, 3, 2)),
+            ((5, 0, 2, 0), (10, 3, 2)),
+            ((3, 12, 1, 0), (12, 3, 2)),
+            ((6, 0, 1, 5), (6, 5, 4)),
+        ] {
+            let l = Layout::new(args.0, args.1, args.2, args.3);
+            assert_eq!(
+                (l.partitions, l.replication, l.min_insync),
+                want,
+                "{args:?}"
+            );
+        }
+    }
 }

@@ -103,6 +103,44 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
     }
 }
 
+/// Joins the election in the background and returns at once: the receiver is false until
+/// this agent is elected, true while it is. The lag poller and the durability audit both
+/// follow it. Failing to join is not fatal for the canary: the error is logged and counted,
+/// and this agent never does the cluster-wide work (the sender is dropped, so receivers see
+/// the election end).
+pub fn spawn_role(
+    base: ClientConfig,
+    cfg: LagConfig,
+    metrics: super::LagMetrics,
+    shutdown: CancellationToken,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let joined = tokio::select! {
+            // Creating the election topic can wait for a request timeout.
+            _ = shutdown.cancelled() => return,
+            j = join(&base, &cfg, shutdown.clone()) => j,
+        };
+        let mut inner = match joined {
+            Ok(rx) => rx,
+            Err(error) => {
+                tracing::error!(%error, "cannot join the lag poller election; this agent does not poll lag or audit");
+                metrics.error(super::metrics::PollError::Client);
+                return;
+            }
+        };
+        loop {
+            let now = *inner.borrow_and_update();
+            tx.send_if_modified(|v| std::mem::replace(v, now) != now);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = inner.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    rx
+}
+
 /// Joins the election; the receiver is true while this agent is elected. The group is left
 /// when `shutdown` fires.
 pub async fn join(

@@ -42,7 +42,12 @@ use crate::config::Config;
 
 /// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
 /// Kafka library refuses is logged and counted at each poll; the canary runs on.
-pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
+pub fn spawn(
+    cfg: &Config,
+    metrics: LagMetrics,
+    election: Option<tokio::sync::watch::Receiver<bool>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     let base = crate::agent::client_config(cfg);
     let lag = cfg.lag.clone();
     tokio::spawn(async move {
@@ -58,7 +63,7 @@ pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> 
             }
         };
         poller::Poller::new(lag, base, filter, metrics)
-            .run(shutdown)
+            .run(election, shutdown)
             .await;
     })
 }

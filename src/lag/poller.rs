@@ -18,7 +18,7 @@ use super::config::{GroupFilter, LagConfig, LagMode};
 use super::discovery::{self, Discovery};
 use super::kafka::{self, LagClient};
 use super::metrics::{LagMetrics, PollError};
-use super::{committed, election, records};
+use super::{committed, records};
 
 /// The groups of a poll: members (when known) and the topics they are assigned.
 type Groups = BTreeMap<String, (Option<usize>, BTreeSet<String>)>;
@@ -78,31 +78,26 @@ impl Poller {
     }
 
     /// Runs until `shutdown` fires.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        election: Option<watch::Receiver<bool>>,
+        shutdown: CancellationToken,
+    ) {
         // `None`: always the poller (or, once elected, the election ended).
-        let mut election: Option<watch::Receiver<bool>> = match self.cfg.mode {
+        let mut election = match self.cfg.mode {
             LagMode::Off => {
                 self.metrics.leader.set(0);
                 return;
             }
             LagMode::Always => None,
-            LagMode::Elected => {
-                let joined = tokio::select! {
-                    // Creating the election topic can wait for a request timeout.
-                    _ = shutdown.cancelled() => return,
-                    j = election::join(&self.base, &self.cfg, shutdown.clone()) => j,
-                };
-                match joined {
-                    Ok(rx) => Some(rx),
-                    Err(error) => {
-                        // Not fatal for the canary: this agent just never polls.
-                        tracing::error!(%error, "cannot join the lag poller election; not polling consumer-group lag");
-                        self.metrics.error(PollError::Client);
-                        self.metrics.leader.set(0);
-                        return;
-                    }
+            LagMode::Elected => match election {
+                Some(rx) => Some(rx),
+                None => {
+                    tracing::error!("lag.mode is elected but no election was joined");
+                    self.metrics.leader.set(0);
+                    return;
                 }
-            }
+            },
         };
         let mut elected = election.is_none();
         self.metrics.leader.set(i64::from(elected));
@@ -388,5 +383,5 @@ impl std::fmt::Display for Stages {
 /// Keeps `Poller::run` `Send`, as the runtime requires.
 #[allow(dead_code)]
 fn assert_send(p: Poller, t: CancellationToken) -> impl Send {
-    p.run(t)
+    p.run(None, t)
 }
