@@ -19,6 +19,8 @@ pub const PARTITIONS: i32 = 6;
 /// The simulated application's topic and consumer group (see [`crate::lag::simulate`]).
 pub const APP_TOPIC: &str = "demo-orders";
 pub const APP_GROUP: &str = "demo-app";
+/// A topic with one replica, for the durability audit to find.
+pub const SCRATCH_TOPIC: &str = "demo-scratch";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -283,6 +285,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     let mock = MockCluster::new(3).map_err(|e| DemoError::Mock(e.to_string()))?;
     mock.create_topic(TOPIC, PARTITIONS, 3)
         .and_then(|_| mock.create_topic(APP_TOPIC, 3, 3))
+        // A topic the durability audit finds fragile: one replica.
+        .and_then(|_| mock.create_topic(SCRATCH_TOPIC, 1, 1))
         .map_err(|e| DemoError::Mock(e.to_string()))?;
     let (state, temp) = match &opts.state {
         Some(p) => (p.clone(), false),
@@ -306,6 +310,10 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     cfg.lag.interval = Duration::from_secs(2);
     cfg.lag.window = 5;
     cfg.lag.request_timeout = Duration::from_secs(2);
+    // One agent: it audits. The mock never answers DescribeConfigs; do not wait long for it.
+    cfg.audit.mode = crate::config::AuditMode::Always;
+    cfg.audit.interval = Duration::from_secs(30);
+    cfg.audit.request_timeout = Duration::from_secs(2);
 
     let agent_stop = CancellationToken::new();
     let running = crate::start(cfg, agent_stop.clone()).await?;
@@ -328,6 +336,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut next_summary = started + opts.summary_every;
     let mut done_steps = std::collections::BTreeSet::new();
+    let mut audit_shown = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -351,6 +360,18 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
                         ),
                     }
                 }
+            }
+        }
+        if !audit_shown {
+            if let Some(report) = running.audit_state.borrow().report.clone() {
+                audit_shown = true;
+                println!(
+                    "[{:>5.1}s] durability audit: {}",
+                    elapsed.as_secs_f64(),
+                    crate::audit::table::render(&report)
+                        .trim_end()
+                        .replace('\n', "\n    ")
+                );
             }
         }
         if tokio::time::Instant::now() >= next_summary {

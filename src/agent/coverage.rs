@@ -79,8 +79,8 @@ impl Agent {
     }
 
     fn export_coverage(&self, c: &Coverage) {
-        // One scrape sees the whole set: brokers that left metadata vanish with the reset.
-        let _held = self.metrics.scrape_lock.hold();
+        // Runs under the agent's scrape lock (metadata is handled `consistently`): a scrape
+        // sees the whole set, and brokers that left metadata vanish with the reset.
         self.metrics.broker_canary_partitions.reset();
         for (b, n) in &c.led {
             self.metrics

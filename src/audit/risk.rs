@@ -156,3 +156,20 @@ impl Serialize for Risk {
         s.serialize_str(self.as_label())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Risk;
+
+    #[test]
+    fn readme_documents_every_risk() {
+        let readme = include_str!("../../README.md");
+        for r in Risk::ALL {
+            assert!(
+                readme.contains(&format!("| `{}` |", r.as_label())),
+                "README.md has no row for {}",
+                r.as_label()
+            );
+        }
+    }
+}
