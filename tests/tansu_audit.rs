@@ -1,7 +1,8 @@
 //! The durability audit against a real broker (Tansu 0.6.0, one node): topics with one
 //! replica are found fragile, the configs Tansu does not describe (it answers DescribeConfigs
-//! with no entries) are reported unavailable and never clean, and `losswatch audit` prints
-//! its table and exits 1. The agent audits its own canary topic like any other.
+//! with a topic's creation configs only, and with nothing for the broker) are reported
+//! unavailable and never clean, and `losswatch audit` prints its table and exits 1. The agent
+//! audits its own canary topic like any other.
 
 mod common;
 mod lag_tansu;
@@ -46,14 +47,26 @@ async fn replication_1_topics_are_fragile_and_unknown_configs_are_not_clean() {
         .then_some(s)
     })
     .await;
-    for topic in ["canary", "orders"] {
-        assert!(risk(&s, topic, "configs_unavailable"), "{topic}");
-        assert!(has(
-            &s,
-            "losswatch_audit_configs_unavailable",
-            &[("resource", &format!("topic:{topic}"))]
-        ));
-    }
+    // Tansu answers DescribeConfigs with the configs a topic was created with (labelled as
+    // defaults) and nothing else. The agent created its canary topic with min.insync.replicas
+    // 1 (replication 1 allows no more) and unclean election off: both known, both judged.
+    assert!(risk(&s, "canary", "min_insync_below_2"));
+    assert!(risk(&s, "canary", "min_insync_not_below_rf"));
+    assert!(!risk(&s, "canary", "unclean_election_enabled"));
+    assert!(!risk(&s, "canary", "configs_unavailable"));
+    // "orders" was created with no configs: Tansu describes none, which is unknown, not clean.
+    assert!(risk(&s, "orders", "configs_unavailable"));
+    assert!(has(
+        &s,
+        "losswatch_audit_configs_unavailable",
+        &[("resource", "topic:orders")]
+    ));
+    // The partition is at its min ISR (1 of 1).
+    assert!(has(
+        &s,
+        "losswatch_partition_at_min_isr",
+        &[("topic", "canary"), ("partition", "0")]
+    ));
     // One broker, leading everything: nothing offline, ISR complete.
     assert!(s
         .label_values("losswatch_partition_offline", "topic")
