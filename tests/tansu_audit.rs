@@ -10,7 +10,6 @@ mod lag_tansu;
 use std::process::Command;
 use std::time::Duration;
 
-use common::tansu::serial;
 use common::{eventually, get, scrape, Scrape};
 use lag_tansu::agent::{has, Agent};
 use lag_tansu::{create_topic, Tansu};
@@ -28,7 +27,6 @@ fn risk(s: &Scrape, topic: &str, risk: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_1_topics_are_fragile_and_unknown_configs_are_not_clean() {
-    let _serial = serial();
     let t = Tansu::memory();
     let b = t.bootstrap();
     create_topic(&b, "orders", 2, &[]).await;
@@ -113,7 +111,6 @@ async fn replication_1_topics_are_fragile_and_unknown_configs_are_not_clean() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_command_against_tansu() {
-    let _serial = serial();
     let t = Tansu::memory();
     let b = t.bootstrap();
     create_topic(&b, "losswatch-canary", 1, &[]).await;

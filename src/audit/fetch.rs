@@ -88,7 +88,7 @@ pub async fn gather<C: ClientContext + 'static>(
                 }
             }
             let brokers: Vec<i32> = input.brokers.keys().copied().collect();
-            let answers: Vec<(i32, Result<BTreeMap<Key, Configs>, String>)> = stream::iter(brokers)
+            let answers: Vec<(i32, Described)> = stream::iter(brokers)
                 .map(|id| async move {
                     (
                         id,
@@ -158,6 +158,9 @@ fn from_metadata(md: &Metadata, scope: &Scope) -> (Input, Vec<String>) {
     (Input { brokers, topics }, names)
 }
 
+/// The answer of one DescribeConfigs request, by resource, or why there is none.
+type Described = Result<BTreeMap<Key, Configs>, String>;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
     Topic(String),
@@ -170,7 +173,7 @@ async fn describe<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     specs: &[ResourceSpecifier<'_>],
     timeout: Duration,
-) -> Result<BTreeMap<Key, Configs>, String> {
+) -> Described {
     let opts = AdminOptions::new().request_timeout(Some(timeout));
     let call = admin.describe_configs(specs.iter(), &opts);
     let results = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {

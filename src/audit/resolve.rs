@@ -124,7 +124,9 @@ mod tests {
         a.parse::<i64>().unwrap_or(0) < b.parse::<i64>().unwrap_or(0)
     }
 
-    fn brokers(rows: &[(i32, &[(&str, &str, Source)])]) -> BTreeMap<i32, Configs> {
+    type Rows<'a> = &'a [(&'a str, &'a str, Source)];
+
+    fn brokers(rows: &[(i32, Rows<'_>)]) -> BTreeMap<i32, Configs> {
         rows.iter()
             .map(|(id, r)| (*id, Configs::from_rows(r)))
             .collect()

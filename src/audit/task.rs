@@ -241,10 +241,8 @@ impl Task {
                             tracing::debug!(reason = %why, "cannot read topic or broker configs");
                         }
                     }
-                    None if scope.describe.is_ok() => {
-                        if self.backoff.succeeded() {
-                            tracing::info!("topic and broker configs readable again");
-                        }
+                    None if scope.describe.is_ok() && self.backoff.succeeded() => {
+                        tracing::info!("topic and broker configs readable again");
                     }
                     None => {}
                 }

@@ -4,6 +4,8 @@ use super::*;
 use crate::audit::input::Source::*;
 use crate::audit::input::{Configs, Input, PartitionMeta, Source, TopicInput};
 
+type Rows = Vec<(&'static str, &'static str, Source)>;
+
 fn part(id: i32, leader: Option<i32>, replicas: &[i32], isr: &[i32]) -> PartitionMeta {
     PartitionMeta {
         id,
@@ -84,11 +86,8 @@ fn a_safe_cluster_is_clean() {
 fn topic_rules_table() {
     let t = "topic:orders";
     // (topic config overrides, partitions, expected findings)
-    let cases: Vec<(
-        Vec<(&str, &str, Source)>,
-        Vec<PartitionMeta>,
-        Vec<(&str, &str)>,
-    )> = vec![
+    type Case<'a> = (Rows, Vec<PartitionMeta>, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case<'_>> = vec![
         // RF 2 with min ISR 2: below 3, and min ISR not below RF.
         (
             safe_topic(),
@@ -251,7 +250,7 @@ fn a_missing_topic_key_is_unknown_not_default() {
 #[test]
 fn broker_rules_table() {
     let b = "broker:1";
-    let cases: Vec<(Vec<(&str, &str, Source)>, Vec<&str>)> = vec![
+    let cases: Vec<(Rows, Vec<&str>)> = vec![
         (
             vec![("default.replication.factor", "1", Default)],
             vec!["default_replication_factor_below_3"],
