@@ -265,3 +265,105 @@ fn audit_command_exits_2_when_nothing_can_be_audited() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("intervall"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_topic_is_used_as_is_and_a_weak_producer_is_flagged() {
+    // manage_topic = false: a missing canary topic is not created; /readyz says why.
+    let mock = Mock::new("other", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&mock, "canary", &dir.path().join("s.db"));
+    cfg.canary.manage_topic = false;
+    cfg.canary.create_topic = true;
+    cfg.audit.mode = AuditMode::Off;
+    let stop = CancellationToken::new();
+    let running = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let addr = running.addr;
+    let body = eventually(WAIT, "not ready, naming manage_topic", || {
+        let (code, body) = get(addr, "/readyz");
+        (code == 503 && body.contains("canary.manage_topic is false")).then_some(body)
+    })
+    .await;
+    assert!(body.contains("canary"), "{body}");
+    assert_eq!(
+        scrape(addr).sum("losswatch_canary_admin_errors_total", &[]),
+        0.0
+    );
+    stop.cancel();
+    running.wait().await.unwrap();
+
+    // allow_weak_producer: the weakened producer runs, says so, and is exported.
+    let mock = Mock::new("canary", 2);
+    let mut cfg = config(&mock, "canary", &dir.path().join("w.db"));
+    cfg.canary.allow_weak_producer = true;
+    cfg.audit.mode = AuditMode::Off;
+    cfg.kafka
+        .properties
+        .insert("acks".into(), losswatch::config::Sensitive("1".into()));
+    cfg.kafka.properties.insert(
+        "enable.idempotence".into(),
+        losswatch::config::Sensitive("false".into()),
+    );
+    let stop = CancellationToken::new();
+    let running = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let addr = running.addr;
+    let s = eventually(WAIT, "weak producer probing", || {
+        let s = scrape(addr);
+        (s.sum("losswatch_probes_received_total", &[]) > 0.0).then_some(s)
+    })
+    .await;
+    assert_eq!(s.sum("losswatch_weak_producer", &[]), 1.0);
+    stop.cancel();
+    running.wait().await.unwrap();
+}
+
+#[test]
+fn weak_producer_settings_exit_64_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("losswatch.toml");
+    std::fs::write(&file, "[kafka.properties]\nacks = \"1\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_losswatch"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("kafka.properties")
+            && stderr.contains("acks=1")
+            && stderr.contains("canary.allow_weak_producer"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &file,
+        "[kafka.properties]\nacks = \"1\"\n[canary]\nallow_weak_producer = true\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_losswatch"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn demo_prints_its_audit_findings_once_at_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_losswatch"))
+        .args(["demo", "--no-chaos", "--duration", "8s", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("durability audit:").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("topic:demo-scratch      replication_factor_below_3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("configs_unavailable"), "{stdout}");
+}

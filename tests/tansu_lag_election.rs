@@ -1,6 +1,7 @@
 //! One lag poller per DaemonSet: real `losswatch` processes against one Tansu broker elect
 //! exactly one poller through the election group (never two at once); when it is killed
-//! (`kill -9`, no goodbye) or shut down (SIGTERM) another takes over.
+//! (`kill -9`, no goodbye) or shut down (SIGTERM) another takes over. The durability audit
+//! follows the same election.
 
 mod common;
 mod lag_tansu;
@@ -86,6 +87,22 @@ session_timeout = "{}s"
                 s.sum("losswatch_lag_poller_leader", &[]),
                 1.0,
                 "{}",
+                self.name
+            );
+            // The durability audit follows the same election: the poller audits.
+            assert_eq!(
+                s.sum("losswatch_audit_running", &[]),
+                1.0,
+                "{} polls but does not audit",
+                self.name
+            );
+        } else if s.sum("losswatch_lag_poller_leader", &[]) == 0.0 {
+            // An agent that is not elected neither audits nor exports findings.
+            assert_eq!(s.sum("losswatch_audit_running", &[]), 0.0, "{}", self.name);
+            assert!(
+                s.label_values("losswatch_topic_config_risk", "topic")
+                    .is_empty(),
+                "{} exports audit findings without being elected",
                 self.name
             );
         }
