@@ -48,6 +48,7 @@ pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod kafka;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;

@@ -15,7 +15,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use crate::canary::log_context::log_librdkafka;
+use crate::kafka::log_context::log_librdkafka;
 
 pub struct VerifierContext;
 

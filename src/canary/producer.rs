@@ -15,7 +15,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use rdkafka::ClientContext;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::log_context::log_librdkafka;
+use crate::kafka::log_context::log_librdkafka;
 
 /// Why a send failed. A bounded label set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

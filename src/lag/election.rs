@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::LagConfig;
-use crate::canary::log_context::log_librdkafka;
+use crate::kafka::log_context::log_librdkafka;
 
 struct ElectionContext {
     topic: String,

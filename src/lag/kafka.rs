@@ -13,7 +13,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::assignment;
 use super::book::{LogOffsets, Tp};
-use crate::canary::log_context::log_librdkafka;
+use crate::kafka::log_context::log_librdkafka;
 
 /// Group id of the poller's own client. It is never joined and never commits; librdkafka
 /// wants one to assign partitions.

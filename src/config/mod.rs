@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod lag;
+
+pub use lag::{GroupFilter, LagConfig, LagMode};
+
 /// The whole configuration. Unknown keys are rejected at every level.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -19,7 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub state: StateConfig,
     pub shutdown: ShutdownConfig,
-    pub lag: crate::lag::LagConfig,
+    pub lag: LagConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

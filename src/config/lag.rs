@@ -5,7 +5,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{invalid, ConfigError};
+use super::{invalid, ConfigError};
 
 /// Which agents poll consumer-group lag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -187,7 +187,7 @@ impl GroupFilter {
     pub fn accepts(&self, group: &str) -> bool {
         if let Some(election) = &self.own {
             if group == election
-                || group == super::kafka::READER_GROUP
+                || group == crate::lag::kafka::READER_GROUP
                 || group.starts_with(VERIFIER_GROUP_PREFIX)
             {
                 return false;
