@@ -308,6 +308,9 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     cfg.lag.request_timeout = Duration::from_secs(2);
 
     let agent_stop = CancellationToken::new();
+    let cfg = cfg
+        .build()
+        .map_err(|e| DemoError::Mock(format!("demo configuration: {e}")))?;
     let running = crate::start(cfg, agent_stop.clone()).await?;
     println!(
         "losswatch demo: mock cluster of 3 brokers, topic {TOPIC} with {PARTITIONS} partitions; \

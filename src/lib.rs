@@ -67,7 +67,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError, Health, Status, Store};
-use crate::config::Config;
+use crate::config::ValidConfig;
+use crate::kafka::{Clients, KafkaErrors};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 
@@ -124,7 +125,8 @@ impl Running {
 }
 
 /// Opens the state file, binds the HTTP listener and starts the agent. Returns once it runs.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, Error> {
+/// Only a configuration that passed [`config::Config::build`] is accepted.
+pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<Running, Error> {
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -150,14 +152,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     let lag_metrics = lag::LagMetrics::register(&registry)?;
+    let kafka_errors = KafkaErrors::register(&registry)?;
+    let clients = Clients::new(&config, kafka_errors.clone());
     let health = Arc::new(Health::default());
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
-    let lag_config = config.clone();
-    let agent = Agent::new(config, loaded, store, metrics, health.clone(), status_tx)?;
-    let lag = lag::spawn(&lag_config, lag_metrics, shutdown.clone());
+    let lag = lag::spawn(&config.lag, clients.clone(), lag_metrics, shutdown.clone());
+    let agent = Agent::new(
+        config.config().clone(),
+        clients,
+        loaded,
+        store,
+        metrics,
+        health.clone(),
+        status_tx,
+    )?;
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,
@@ -179,6 +190,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 }
 
 /// Runs the agent until `shutdown` fires.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(), Error> {
     start(config, shutdown).await?.wait().await
 }

@@ -64,6 +64,14 @@ struct ConfigArgs {
         hide_env_values = true
     )]
     sasl_password: Option<String>,
+    /// Web-config file of the Prometheus exporter toolkit: TLS and basic auth for the
+    /// endpoints (overrides http.web_config_file).
+    #[arg(
+        long = "web.config.file",
+        env = "LOSSWATCH_WEB_CONFIG_FILE",
+        global = true
+    )]
+    web_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +107,7 @@ fn overrides(a: &ConfigArgs) -> Overrides {
         state: a.state.clone(),
         sasl_username: a.sasl_username.clone(),
         sasl_password: a.sasl_password.clone(),
+        web_config_file: a.web_config_file.clone(),
     }
 }
 
@@ -232,7 +241,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
             let path = match (&cli.config.state, cli.config.config.as_deref()) {
                 (Some(p), _) => p.clone(),
                 (None, Some(_)) => match Config::load(cli.config.config.as_deref(), &o) {
-                    Ok(c) => c.state.path,
+                    Ok(c) => c.state.path.clone(),
                     Err(e) => {
                         eprintln!("losswatch: {e}");
                         return ExitCode::from(EX_USAGE);

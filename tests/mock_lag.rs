@@ -33,7 +33,9 @@ async fn broker_outage_is_err_and_counted_not_a_crash() {
     cfg.lag.window = 3;
     cfg.lag.request_timeout = Duration::from_secs(1);
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
 
     let lag = |s: &Scrape, p: &str| {

@@ -109,7 +109,7 @@ impl Agent {
         }
         self.creating = true;
         let consumer = self.verifier.consumer().clone();
-        let base = self.client_cfg.clone();
+        let base = self.clients.config().clone();
         let (parts, rf) = (
             self.cfg.canary.partitions,
             self.cfg.canary.replication_factor,

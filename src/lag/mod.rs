@@ -38,13 +38,17 @@ pub use metrics::LagMetrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::kafka::Clients;
 
 /// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
 /// Kafka library refuses is logged and counted at each poll; the canary runs on.
-pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
-    let base = crate::agent::client_config(cfg);
-    let lag = cfg.lag.clone();
+pub fn spawn(
+    cfg: &LagConfig,
+    base: Clients,
+    metrics: LagMetrics,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let lag = cfg.clone();
     tokio::spawn(async move {
         if lag.mode == LagMode::Off {
             metrics.leader.set(0);
