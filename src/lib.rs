@@ -85,6 +85,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid value for `http.web_config_file`: {0}")]
+    Tls(#[from] http::TlsError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("internal task failed: {0}")]
@@ -95,7 +97,7 @@ impl Error {
     /// The process exit code (sysexits): 64 for configuration, 74 for the state file.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Agent(AgentError::Client(_)) => 64,
+            Error::Agent(AgentError::Client(_)) | Error::Tls(_) => 64,
             Error::Ledger(_) => 74,
             _ => 1,
         }
@@ -127,6 +129,7 @@ impl Running {
 /// Opens the state file, binds the HTTP listener and starts the agent. Returns once it runs.
 /// Only a configuration that passed [`config::Config::build`] is accepted.
 pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<Running, Error> {
+    let server = http::Server::new(&config.http, config.web())?;
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -175,8 +178,10 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         health: health.clone(),
         status: status_rx.clone(),
         state_path,
+        kafka_errors,
     };
-    let http = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    tracing::info!(%addr, scheme = server.scheme(), "serving the endpoints");
+    let http = tokio::spawn(http::serve(listener, app, server, shutdown.clone()));
     let agent = tokio::spawn(agent.run(shutdown));
     Ok(Running {
         addr,
