@@ -220,6 +220,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                 summary_every: d.summary_every,
                 probe_interval: d.probe_interval,
                 chaos: !d.no_chaos,
+                web_config_file: cli.config.web_config_file.clone(),
             };
             runtime.block_on(async {
                 let token = CancellationToken::new();
@@ -232,7 +233,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                     }
                     Err(e) => {
                         eprintln!("losswatch demo: {e}");
-                        ExitCode::FAILURE
+                        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
                     }
                 }
             })
