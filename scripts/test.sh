@@ -9,7 +9,9 @@
 #      agent with the rules loaded (installs prometheus if missing)
 #   5. the pager path end to end: Tansu power loss -> agent -> Prometheus -> Alertmanager -> webhook,
 #      and a clean run that must send nothing (installs prometheus, alertmanager, Tansu if missing)
-#   6. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
+#   6. TLS and basic auth of the endpoints: a real Prometheus scraping with and without the
+#      password (installs prometheus, openssl, curl, Python bcrypt if missing)
+#   7. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,9 @@ scripts/check-dashboard-live.sh
 
 step "pager path: broker power loss to webhook, clean run silent"
 scripts/check-pager.sh
+
+step "endpoints over TLS with basic auth, scraped by a real Prometheus"
+scripts/check-web-config.sh
 
 step "deployment manifests"
 scripts/check-deploy.sh

@@ -33,6 +33,30 @@ pub struct DemoOptions {
     pub probe_interval: Duration,
     /// Run the chaos schedule.
     pub chaos: bool,
+    /// Web-config file for the endpoints (TLS, basic auth).
+    pub web_config_file: Option<PathBuf>,
+}
+
+impl DemoOptions {
+    /// Checks the options as the config file's keys are checked; the error names the flag.
+    pub fn validate(&self) -> Result<(), DemoError> {
+        let flag = |flag: &'static str, message: &str| {
+            Err(DemoError::Flag {
+                flag,
+                message: message.into(),
+            })
+        };
+        if self.probe_interval < Duration::from_millis(10) {
+            return flag("--probe-interval", "expected at least 10ms");
+        }
+        if self.summary_every < Duration::from_millis(100) {
+            return flag("--summary-every", "expected at least 100ms");
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return flag("--duration", "expected more than 0s");
+        }
+        Ok(())
+    }
 }
 
 impl Default for DemoOptions {
@@ -44,6 +68,7 @@ impl Default for DemoOptions {
             summary_every: Duration::from_secs(5),
             probe_interval: Duration::from_millis(500),
             chaos: true,
+            web_config_file: None,
         }
     }
 }
@@ -278,10 +303,26 @@ pub enum DemoError {
     Mock(String),
     #[error(transparent)]
     Agent(#[from] crate::Error),
+    #[error("invalid value for `{flag}`: {message}")]
+    Flag { flag: &'static str, message: String },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl DemoError {
+    /// The process exit code: 64 for a bad flag or configuration.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DemoError::Flag { .. } | DemoError::Config(_) => 64,
+            DemoError::Agent(e) => e.exit_code(),
+            DemoError::Mock(_) => 1,
+        }
+    }
 }
 
 /// Runs the demo; returns the final summary.
 pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summary, DemoError> {
+    opts.validate()?;
     let mock = MockCluster::new(3).map_err(|e| DemoError::Mock(e.to_string()))?;
     mock.create_topic(TOPIC, PARTITIONS, 3)
         .and_then(|_| mock.create_topic(APP_TOPIC, 3, 3))
@@ -316,6 +357,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Summa
     cfg.audit.request_timeout = Duration::from_secs(2);
 
     let agent_stop = CancellationToken::new();
+    cfg.http.web_config_file = opts.web_config_file.clone();
+    let cfg = cfg.build()?;
     let running = crate::start(cfg, agent_stop.clone()).await?;
     println!(
         "losswatch demo: mock cluster of 3 brokers, topic {TOPIC} with {PARTITIONS} partitions; \

@@ -52,6 +52,7 @@ pub mod canary;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod kafka;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
@@ -70,7 +71,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError, Health, Status, Store};
-use crate::config::Config;
+use crate::config::ValidConfig;
+use crate::kafka::{Clients, KafkaErrors};
 use crate::ledger::{Ledger, LedgerError};
 use crate::metrics::Metrics;
 
@@ -87,6 +89,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid value for `http.web_config_file`: {0}")]
+    Tls(#[from] http::TlsError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("internal task failed: {0}")]
@@ -97,7 +101,7 @@ impl Error {
     /// The process exit code (sysexits): 64 for configuration, 74 for the state file.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Agent(AgentError::Client(_)) => 64,
+            Error::Agent(AgentError::Client(_)) | Error::Tls(_) => 64,
             Error::Ledger(_) => 74,
             _ => 1,
         }
@@ -131,7 +135,9 @@ impl Running {
 }
 
 /// Opens the state file, binds the HTTP listener and starts the agent. Returns once it runs.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, Error> {
+/// Only a configuration that passed [`config::Config::build`] is accepted.
+pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<Running, Error> {
+    let server = http::Server::new(&config.http, config.web())?;
     let addr = config.http.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -157,34 +163,54 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     let lag_metrics = lag::LagMetrics::register(&registry)?;
+    let kafka_errors = KafkaErrors::register(&registry)?;
+    let clients = Clients::new(&config, kafka_errors.clone());
     let health = Arc::new(Health::default());
     let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
     let audit_metrics = audit::AuditMetrics::register(&registry)?;
-    let base = agent::client_config(&config);
     // The lag poller and the audit are cluster-wide: one elected agent does them.
     let election = (config.lag.mode == lag::LagMode::Elected
         || config.audit.mode == config::AuditMode::Elected)
         .then(|| {
             lag::election::spawn_role(
-                base.clone(),
+                clients.clone(),
                 config.lag.clone(),
                 lag_metrics.clone(),
                 shutdown.clone(),
             )
         });
-    let lag = lag::spawn(&config, lag_metrics, election.clone(), shutdown.clone());
+    let lag = lag::spawn(
+        &config.lag,
+        clients.clone(),
+        lag_metrics,
+        election.clone(),
+        shutdown.clone(),
+    );
     let audit_role = match (config.audit.mode, election) {
         (config::AuditMode::Off, _) => None,
         (config::AuditMode::Always, _) => Some(audit::Role::Always),
         (config::AuditMode::Elected, Some(rx)) => Some(audit::Role::Elected(rx)),
         (config::AuditMode::Elected, None) => None,
     };
-    let (audit, audit_state) =
-        audit::spawn(&config, base, audit_metrics, audit_role, shutdown.clone());
-    let agent = Agent::new(config, loaded, store, metrics, health.clone(), status_tx)?;
+    let (audit, audit_state) = audit::spawn(
+        &config,
+        clients.clone(),
+        audit_metrics,
+        audit_role,
+        shutdown.clone(),
+    );
+    let agent = Agent::new(
+        config.config().clone(),
+        clients,
+        loaded,
+        store,
+        metrics,
+        health.clone(),
+        status_tx,
+    )?;
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,
@@ -192,8 +218,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         status: status_rx.clone(),
         state_path,
         audit: audit_state.clone(),
+        kafka_errors,
     };
-    let http = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    tracing::info!(%addr, scheme = server.scheme(), "serving the endpoints");
+    let http = tokio::spawn(http::serve(listener, app, server, shutdown.clone()));
     let agent = tokio::spawn(agent.run(shutdown));
     Ok(Running {
         addr,
@@ -209,6 +237,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 }
 
 /// Runs the agent until `shutdown` fires.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(), Error> {
     start(config, shutdown).await?.wait().await
 }

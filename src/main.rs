@@ -74,6 +74,14 @@ struct ConfigArgs {
         hide_env_values = true
     )]
     sasl_password: Option<String>,
+    /// Web-config file of the Prometheus exporter toolkit: TLS and basic auth for the
+    /// endpoints (overrides http.web_config_file).
+    #[arg(
+        long = "web.config.file",
+        env = "LOSSWATCH_WEB_CONFIG_FILE",
+        global = true
+    )]
+    web_config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +117,7 @@ fn overrides(a: &ConfigArgs) -> Overrides {
         state: a.state.clone(),
         sasl_username: a.sasl_username.clone(),
         sasl_password: a.sasl_password.clone(),
+        web_config_file: a.web_config_file.clone(),
     }
 }
 
@@ -223,6 +232,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                 summary_every: d.summary_every,
                 probe_interval: d.probe_interval,
                 chaos: !d.no_chaos,
+                web_config_file: cli.config.web_config_file.clone(),
             };
             runtime.block_on(async {
                 let token = CancellationToken::new();
@@ -235,7 +245,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                     }
                     Err(e) => {
                         eprintln!("losswatch demo: {e}");
-                        ExitCode::FAILURE
+                        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
                     }
                 }
             })
@@ -257,7 +267,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
             let path = match (&cli.config.state, cli.config.config.as_deref()) {
                 (Some(p), _) => p.clone(),
                 (None, Some(_)) => match Config::load(cli.config.config.as_deref(), &o) {
-                    Ok(c) => c.state.path,
+                    Ok(c) => c.state.path.clone(),
                     Err(e) => {
                         eprintln!("losswatch: {e}");
                         return ExitCode::from(EX_USAGE);

@@ -7,31 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::select_all;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedMessage;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use uuid::Uuid;
 
-use crate::canary::log_context::log_librdkafka;
+use crate::kafka::{Clients, Context, VERIFIER_GROUP_PREFIX};
 
-pub struct VerifierContext;
-
-impl ClientContext for VerifierContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka("verifier", level, fac, msg);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(client = "verifier", %error, reason, "kafka client error");
-    }
-}
-
-impl ConsumerContext for VerifierContext {}
-
-pub type VerifierConsumer = StreamConsumer<VerifierContext>;
+pub type VerifierConsumer = StreamConsumer<Context>;
 
 /// What one partition queue yielded.
 pub enum Fetched {
@@ -44,26 +29,23 @@ pub enum Fetched {
 pub struct Verifier {
     consumer: Arc<VerifierConsumer>,
     topic: String,
-    queues: Vec<(i32, StreamPartitionQueue<VerifierContext>)>,
+    queues: Vec<(i32, StreamPartitionQueue<Context>)>,
 }
 
 impl Verifier {
-    pub fn create(
-        base: &ClientConfig,
-        topic: &str,
-        instance: Uuid,
-    ) -> Result<Verifier, KafkaError> {
-        let mut cfg = base.clone();
+    pub fn create(clients: &Clients, topic: &str, instance: Uuid) -> Result<Verifier, KafkaError> {
+        let mut cfg = clients.config().clone();
         // A group id is required by librdkafka's assign(); the group is never joined and
         // nothing is committed.
-        cfg.set("group.id", format!("losswatch-verifier-{instance}"))
+        cfg.set("group.id", format!("{VERIFIER_GROUP_PREFIX}{instance}"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
             .set("allow.auto.create.topics", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "100");
-        let consumer: Arc<VerifierConsumer> = Arc::new(cfg.create_with_context(VerifierContext)?);
+        let consumer: Arc<VerifierConsumer> =
+            Arc::new(cfg.create_with_context(clients.context("verifier"))?);
         Ok(Verifier {
             consumer,
             topic: topic.to_owned(),

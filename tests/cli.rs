@@ -108,6 +108,20 @@ fn unusable_state_file_is_a_clear_error() {
 }
 
 #[test]
+fn bad_demo_flags_exit_64_naming_the_flag() {
+    for (args, flag) in [
+        (&["demo", "--probe-interval", "0s"][..], "--probe-interval"),
+        (&["demo", "--summary-every", "0s"][..], "--summary-every"),
+        (&["demo", "--duration", "0s"][..], "--duration"),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, 64, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn report_without_state_is_a_usage_error() {
     let (code, _, err) = run(&["report"]);
     assert_eq!(code, 64, "{err}");
@@ -143,6 +157,16 @@ async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     agent.kill9();
+    // What the killed agent left unverified in its state file, to be carried over.
+    let saved_pending: usize = {
+        let mut ledger = losswatch::ledger::Ledger::open(&agent.settings.state(), 10_000).unwrap();
+        let loaded = ledger.load(T).unwrap();
+        loaded
+            .partitions
+            .values()
+            .map(|p| p.snapshot.pending.len())
+            .sum()
+    };
     for b in 1..=3 {
         mock.cluster
             .broker_round_trip_time(b, Duration::ZERO)
@@ -183,11 +207,15 @@ async fn kill_9_and_restart_invents_no_loss_or_duplicate() {
         );
         assert_eq!(a["totals"]["lost"], 0);
         // Lifetime totals survive the crash (they are at least what the first run had saved).
-        assert!(a["totals"]["received"].as_u64() >= b["totals"]["received"].as_u64());
+        let received = |p: &serde_json::Value| p["totals"]["received"].as_u64().expect("received");
+        assert!(received(a) >= received(b), "{a} then {b}");
     }
-    // The same producer identity carries on.
+    // Every probe the killed agent left unverified is carried over, no more, no less.
     let restored: f64 = s.sum("losswatch_probes_restored", &[]);
-    assert!(restored >= 0.0);
+    assert_eq!(
+        restored, saved_pending as f64,
+        "restored = pending in the state file"
+    );
 
     // SIGTERM: drains and exits 0 within the grace period.
     let t = std::time::Instant::now();

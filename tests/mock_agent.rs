@@ -39,9 +39,14 @@ impl Agent {
     async fn start(mock: &Mock, topic: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let stop = CancellationToken::new();
-        let running = losswatch::start(config(mock, topic, &dir.path().join("s.db")), stop.clone())
-            .await
-            .unwrap();
+        let running = losswatch::start(
+            config(mock, topic, &dir.path().join("s.db"))
+                .build()
+                .unwrap(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
         Agent {
             addr: running.addr,
             stop,
@@ -215,7 +220,9 @@ async fn restart_on_same_state_continues_without_false_loss() {
     let cfg = config(&mock, T, &state);
 
     let stop = CancellationToken::new();
-    let first = losswatch::start(cfg.clone(), stop.clone()).await.unwrap();
+    let first = losswatch::start(cfg.clone().build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = first.addr;
     eventually(WAIT, "steady state", || {
         all_received(&scrape(addr), 3, 5.0).then_some(())
@@ -234,7 +241,9 @@ async fn restart_on_same_state_continues_without_false_loss() {
     let seqs_before: Vec<u64> = status.partitions.iter().map(|p| p.next_seq).collect();
 
     let stop = CancellationToken::new();
-    let second = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let second = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = second.addr;
     for b in 1..=3 {
         mock.cluster

@@ -33,7 +33,9 @@ async fn broker_outage_is_err_and_counted_not_a_crash() {
     cfg.lag.window = 3;
     cfg.lag.request_timeout = Duration::from_secs(1);
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg, stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
 
     let lag = |s: &Scrape, p: &str| {
@@ -111,6 +113,7 @@ async fn demo_group_falls_behind_stops_and_catches_up() {
         summary_every: Duration::from_secs(30),
         probe_interval: Duration::from_millis(500),
         chaos: false,
+        web_config_file: None,
     };
     let stop = CancellationToken::new();
     // The demo owns the mock cluster, which is not Send: it runs here, and the watcher, which

@@ -99,7 +99,7 @@ impl Agent {
             return;
         };
         self.reconcile.in_flight = true;
-        let base = self.client_cfg.clone();
+        let base = self.clients.config().clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
         tokio::spawn(async move {

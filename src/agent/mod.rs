@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -30,6 +29,7 @@ pub use store::Store;
 use crate::canary::producer::{self, CanaryProducer, Report, SentProbe};
 use crate::canary::topic::{PartitionInfo, TopicError, TopicView};
 use crate::config::Config;
+use crate::kafka::Clients;
 use crate::ledger::{Batch, Loaded, PartitionRow, SavedPartition};
 use crate::metrics::Metrics;
 use crate::probe::Probe;
@@ -72,8 +72,9 @@ struct PartState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    /// The Kafka library refused the settings (the message has its secrets removed).
     #[error("invalid value for `kafka.properties`: {0}")]
-    Client(#[source] KafkaError),
+    Client(String),
     #[error("cannot start the state writer: {0}")]
     Store(#[source] std::io::Error),
 }
@@ -82,7 +83,7 @@ pub struct Agent {
     cfg: Config,
     topic: String,
     instance: Uuid,
-    client_cfg: ClientConfig,
+    clients: Clients,
     tracker: Tracker,
     producer: Arc<CanaryProducer>,
     reports: mpsc::UnboundedReceiver<Report>,
@@ -115,36 +116,25 @@ pub struct Agent {
     reconcile: coverage::Reconcile,
 }
 
-/// librdkafka settings shared by the producer and the verifier.
-pub fn client_config(cfg: &Config) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
-    for (k, v) in &cfg.kafka.properties {
-        c.set(k, v.expose());
-    }
-    c
-}
-
 impl Agent {
     /// Builds the agent from a loaded ledger. Fails only on configuration the Kafka client
     /// refuses.
     pub fn new(
         cfg: Config,
+        clients: Clients,
         loaded: Loaded,
         store: Store,
         metrics: Metrics,
         health: Arc<Health>,
         status: watch::Sender<Arc<Status>>,
     ) -> Result<Agent, AgentError> {
-        let client_cfg = client_config(&cfg);
+        let refused = |e: KafkaError| AgentError::Client(clients.scrub(&e.to_string()));
         let (report_tx, reports) = mpsc::unbounded_channel();
         let timeout_ms = u64::try_from(cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
-        let producer = Arc::new(
-            producer::create(&client_cfg, timeout_ms, report_tx.clone())
-                .map_err(AgentError::Client)?,
-        );
-        let verifier = Verifier::create(&client_cfg, &cfg.canary.topic, loaded.instance)
-            .map_err(AgentError::Client)?;
+        let producer =
+            Arc::new(producer::create(&clients, timeout_ms, report_tx.clone()).map_err(refused)?);
+        let verifier =
+            Verifier::create(&clients, &cfg.canary.topic, loaded.instance).map_err(refused)?;
         let tracker = Tracker::new(TrackerConfig {
             late_threshold_us: i64::try_from(cfg.canary.late_threshold.as_micros())
                 .unwrap_or(i64::MAX),
@@ -169,7 +159,7 @@ impl Agent {
         Ok(Agent {
             topic,
             instance: loaded.instance,
-            client_cfg,
+            clients,
             tracker,
             producer,
             reports,
@@ -253,7 +243,7 @@ impl Agent {
         );
         let timeout_ms =
             u64::try_from(self.cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
-        match producer::create(&self.client_cfg, timeout_ms, self.report_tx.clone()) {
+        match producer::create(&self.clients, timeout_ms, self.report_tx.clone()) {
             Ok(p) => {
                 let old = std::mem::replace(&mut self.producer, Arc::new(p));
                 self.producer_since = Instant::now();

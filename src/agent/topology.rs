@@ -118,7 +118,7 @@ impl Agent {
         }
         self.creating = true;
         let consumer = self.verifier.consumer().clone();
-        let base = self.client_cfg.clone();
+        let base = self.clients.config().clone();
         let c = &self.cfg.canary;
         let (parts, per_broker, rf) = (c.partitions, c.partitions_per_broker, c.replication_factor);
         let tx = self.bg_tx.clone();

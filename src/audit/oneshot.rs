@@ -3,7 +3,8 @@
 
 use super::fetch::Scope;
 use super::{table, task};
-use crate::config::Config;
+use crate::config::ValidConfig;
+use crate::kafka::{Clients, KafkaErrors};
 
 /// What the command prints and its exit code.
 pub struct Outcome {
@@ -13,7 +14,7 @@ pub struct Outcome {
 }
 
 /// Runs one audit with the configuration's cluster, topic filter and timeout.
-pub async fn run(cfg: &Config, json: bool) -> Outcome {
+pub async fn run(cfg: &ValidConfig, json: bool) -> Outcome {
     let fail = |stderr: String, code| Outcome {
         stdout: String::new(),
         stderr,
@@ -23,7 +24,11 @@ pub async fn run(cfg: &Config, json: bool) -> Outcome {
         Ok(f) => f,
         Err(e) => return fail(format!("losswatch: {e}\n"), 64),
     };
-    let admin = match task::admin_client(&crate::agent::client_config(cfg)) {
+    let errors = match KafkaErrors::register(&prometheus::Registry::new()) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("losswatch audit: {e}\n"), 70),
+    };
+    let admin = match task::admin_client(&Clients::new(cfg, errors)) {
         Ok(a) => a,
         Err(e) => {
             return fail(

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use rdkafka::admin::AdminClient;
-use rdkafka::config::ClientConfig;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -21,6 +20,7 @@ use super::metrics::{AuditError, AuditMetrics};
 use super::{rules, Report};
 use crate::backoff::Backoff;
 use crate::config::{AuditConfig, Config, TopicFilter};
+use crate::kafka::Clients;
 
 /// Which agent audits.
 pub enum Role {
@@ -42,24 +42,14 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-type Admin = AdminClient<crate::audit::task::Ctx>;
-
-/// librdkafka's log lines of the audit client, routed into `tracing`.
-pub struct Ctx;
-
-impl rdkafka::ClientContext for Ctx {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        crate::canary::log_context::log_librdkafka("audit", level, fac, msg);
-    }
-
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::debug!(client = "audit", %error, reason, "kafka client error");
-    }
-}
+type Admin = AdminClient<crate::kafka::Context>;
 
 /// Creates the admin client the audit (and `losswatch audit`) uses.
-pub fn admin_client(base: &ClientConfig) -> Result<Arc<Admin>, rdkafka::error::KafkaError> {
-    base.create_with_context(Ctx).map(Arc::new)
+pub fn admin_client(clients: &Clients) -> Result<Arc<Admin>, rdkafka::error::KafkaError> {
+    clients
+        .config()
+        .create_with_context(clients.context("audit"))
+        .map(Arc::new)
 }
 
 /// One audit with a given client: what `losswatch audit` runs, and the task at each tick.
@@ -83,7 +73,7 @@ pub async fn audit_once(
 /// Starts the audit task (returns at once when `audit.mode = "off"`).
 pub fn spawn(
     cfg: &Config,
-    base: ClientConfig,
+    base: Clients,
     metrics: AuditMetrics,
     role: Option<Role>,
     shutdown: CancellationToken,
@@ -122,7 +112,7 @@ struct Task {
     cfg: AuditConfig,
     canary_topic: String,
     filter: TopicFilter,
-    base: ClientConfig,
+    base: Clients,
     metrics: AuditMetrics,
     tx: watch::Sender<Arc<AuditState>>,
     client: Option<Arc<Admin>>,

@@ -2,6 +2,5 @@
 //! growth) and whether it covers every broker.
 
 pub mod coverage;
-pub mod log_context;
 pub mod producer;
 pub mod topic;

@@ -8,14 +8,12 @@
 
 use std::time::Instant;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseRecord, DeliveryResult, ThreadedProducer};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::log_context::log_librdkafka;
+use crate::kafka::{Clients, Context, Delivery, Hooks};
 
 /// Why a send failed. A bounded label set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,23 +85,15 @@ pub enum Report {
     },
 }
 
-pub struct ReportingContext {
+/// The producer's hooks: every delivery report onto the agent's channel.
+pub struct Reporter {
     reports: UnboundedSender<Report>,
 }
 
-impl ClientContext for ReportingContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka("producer", level, fac, msg);
-    }
+impl Hooks for Reporter {}
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        // Counted through delivery reports and fetch errors; outages are metrics, not log floods.
-        tracing::debug!(client = "producer", %error, reason, "kafka client error");
-    }
-}
-
-impl ProducerContext for ReportingContext {
-    type DeliveryOpaque = Box<SentProbe>;
+impl Delivery for Reporter {
+    type Opaque = Box<SentProbe>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, probe: Box<SentProbe>) {
         let report = match result {
@@ -122,7 +112,7 @@ impl ProducerContext for ReportingContext {
     }
 }
 
-pub type CanaryProducer = ThreadedProducer<ReportingContext>;
+pub type CanaryProducer = ThreadedProducer<Context<Reporter>>;
 
 /// Whether a send refused with `code` means the idempotent producer is stuck for good (its
 /// producer id or epoch is no longer accepted) and must be replaced.
@@ -146,13 +136,13 @@ pub fn fatal_error(producer: &CanaryProducer) -> Option<String> {
         .map(|(code, reason)| format!("{code}: {reason}"))
 }
 
-/// Builds the producer. `base` carries the bootstrap servers and user properties.
+/// Builds the producer on the shared client settings.
 pub fn create(
-    base: &ClientConfig,
+    clients: &Clients,
     delivery_timeout_ms: u64,
     reports: UnboundedSender<Report>,
 ) -> Result<CanaryProducer, KafkaError> {
-    let mut cfg = base.clone();
+    let mut cfg = clients.config().clone();
     // acks=all and idempotence unless the configuration set them: validation refuses weaker
     // values unless canary.allow_weak_producer says they are wanted.
     if cfg.get("acks").is_none() && cfg.get("request.required.acks").is_none() {
@@ -168,7 +158,7 @@ pub fn create(
         // The canary topic is created on purpose (or not at all), never implicitly by a
         // metadata request with the broker's defaults.
         .set("allow.auto.create.topics", "false");
-    cfg.create_with_context(ReportingContext { reports })
+    cfg.create_with_context(clients.context_with("producer", Reporter { reports }))
 }
 
 /// Sends one probe. On an immediate refusal (queue full, unknown partition) the probe comes

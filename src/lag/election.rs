@@ -16,33 +16,25 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::LagConfig;
-use crate::canary::log_context::log_librdkafka;
+use crate::kafka::{Clients, Context, Hooks};
 
-struct ElectionContext {
+struct Election {
     topic: String,
     leader: watch::Sender<bool>,
 }
 
-impl ClientContext for ElectionContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka("lag-election", level, fac, msg);
-    }
+type ElectionContext = Context<Election>;
 
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(client = "lag-election", %error, reason, "kafka client error");
-    }
-}
-
-impl ConsumerContext for ElectionContext {
+impl Hooks for Election {
     // Runs on the polling thread; only flips the flag.
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, rebalance: &Rebalance<'_>) {
         let leader = match rebalance {
             Rebalance::Assign(tpl) => tpl.find_partition(&self.topic, 0).is_some(),
             Rebalance::Revoke(_) | Rebalance::Error(_) => false,
@@ -109,7 +101,7 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
 /// and this agent never does the cluster-wide work (the sender is dropped, so receivers see
 /// the election end).
 pub fn spawn_role(
-    base: ClientConfig,
+    base: Clients,
     cfg: LagConfig,
     metrics: super::LagMetrics,
     shutdown: CancellationToken,
@@ -144,10 +136,11 @@ pub fn spawn_role(
 /// Joins the election; the receiver is true while this agent is elected. The group is left
 /// when `shutdown` fires.
 pub async fn join(
-    base: &ClientConfig,
+    clients: &Clients,
     cfg: &LagConfig,
     shutdown: CancellationToken,
 ) -> Result<watch::Receiver<bool>, KafkaError> {
+    let base = clients.config();
     ensure_topic(base, &cfg.election_topic, cfg.request_timeout).await;
     let (tx, rx) = watch::channel(false);
     let session_ms = cfg.session_timeout.as_millis();
@@ -162,10 +155,13 @@ pub async fn join(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
         .set("allow.auto.create.topics", "true");
-    let consumer: BaseConsumer<ElectionContext> = c.create_with_context(ElectionContext {
-        topic: cfg.election_topic.clone(),
-        leader: tx,
-    })?;
+    let consumer: BaseConsumer<ElectionContext> = c.create_with_context(clients.context_with(
+        "lag-election",
+        Election {
+            topic: cfg.election_topic.clone(),
+            leader: tx,
+        },
+    ))?;
     consumer.subscribe(&[&cfg.election_topic])?;
     let mut watch = Watchdog {
         topic: cfg.election_topic.clone(),
@@ -186,7 +182,7 @@ pub async fn join(
                 if let Some(Err(error)) = consumer.poll(Duration::from_millis(200)) {
                     tracing::debug!(%error, topic = watch.topic, "lag election consumer");
                 }
-                let leader = *consumer.context().leader.borrow();
+                let leader = *consumer.context().hooks().leader.borrow();
                 // A new poller beats at once, so that the others see it quickly.
                 if Instant::now() >= next || leader != was_leader {
                     was_leader = leader;
@@ -229,7 +225,7 @@ impl Watchdog {
     }
 
     fn check(&mut self, consumer: &BaseConsumer<ElectionContext>) {
-        if *consumer.context().leader.borrow() {
+        if *consumer.context().hooks().leader.borrow() {
             let beat = self
                 .partition_zero(Offset::Offset(chrono::Utc::now().timestamp_millis()))
                 .and_then(|tpl| consumer.commit(&tpl, CommitMode::Async));

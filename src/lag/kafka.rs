@@ -7,33 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::assignment;
 use super::book::{LogOffsets, Tp};
-use crate::canary::log_context::log_librdkafka;
+pub use crate::kafka::LAG_READER_GROUP as READER_GROUP;
+use crate::kafka::{Clients, Context};
 
-/// Group id of the poller's own client. It is never joined and never commits; librdkafka
-/// wants one to assign partitions.
-pub const READER_GROUP: &str = "losswatch-lag-reader";
-
-pub struct LagContext;
-
-impl ClientContext for LagContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        log_librdkafka("lag", level, fac, msg);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::debug!(client = "lag", %error, reason, "kafka client error");
-    }
-}
-
-impl ConsumerContext for LagContext {}
-
-pub type LagClient = BaseConsumer<LagContext>;
+pub type LagClient = BaseConsumer<Context>;
 
 /// Settings of every consumer the poller creates: it reads and never commits or joins.
 fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
@@ -46,8 +29,8 @@ fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
 }
 
 /// The poller's long-lived client: metadata, group list, log offsets and record reads.
-pub fn client(base: &ClientConfig) -> Result<LagClient, KafkaError> {
-    let mut c = consumer_config(base, READER_GROUP);
+pub fn client(clients: &Clients) -> Result<LagClient, KafkaError> {
+    let mut c = consumer_config(clients.config(), READER_GROUP);
     c.set("auto.offset.reset", "error")
         .set("enable.partition.eof", "false")
         // Only the first record of each partition is wanted: keep prefetching small.
@@ -56,7 +39,7 @@ pub fn client(base: &ClientConfig) -> Result<LagClient, KafkaError> {
         .set("fetch.message.max.bytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("fetch.queue.backoff.ms", "10");
-    c.create_with_context(LagContext)
+    c.create_with_context(clients.context("lag"))
 }
 
 /// A listed consumer group.

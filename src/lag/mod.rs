@@ -4,7 +4,6 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`config`] | the `[lag]` section and the group filter |
 //! | [`poller`] | the task: each interval, list → fetch → [`book`] → [`metrics`] |
 //! | [`kafka`] | the batched requests (metadata, group list, committed and log offsets) |
 //! | [`committed`] | committed offsets of many groups, a bounded number at a time |
@@ -21,7 +20,6 @@
 pub mod assignment;
 pub mod book;
 pub mod committed;
-pub mod config;
 pub mod discovery;
 pub mod election;
 pub mod kafka;
@@ -32,24 +30,26 @@ pub mod simulate;
 pub mod status;
 pub mod timelag;
 
-pub use config::{LagConfig, LagMode};
+/// The `[lag]` section, owned by [`crate::config`].
+pub use crate::config::lag as config;
+pub use crate::config::{LagConfig, LagMode};
 pub use metrics::LagMetrics;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::kafka::Clients;
 
 /// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
 /// Kafka library refuses is logged and counted at each poll; the canary runs on.
 pub fn spawn(
-    cfg: &Config,
+    cfg: &LagConfig,
+    base: Clients,
     metrics: LagMetrics,
     election: Option<tokio::sync::watch::Receiver<bool>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let base = crate::agent::client_config(cfg);
-    let lag = cfg.lag.clone();
+    let lag = cfg.clone();
     tokio::spawn(async move {
         if lag.mode == LagMode::Off {
             metrics.leader.set(0);

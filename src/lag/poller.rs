@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::config::ClientConfig;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use super::discovery::{self, Discovery};
 use super::kafka::{self, LagClient};
 use super::metrics::{LagMetrics, PollError};
 use super::{committed, records};
+use crate::kafka::Clients;
 
 /// The groups of a poll: members (when known) and the topics they are assigned.
 type Groups = BTreeMap<String, (Option<usize>, BTreeSet<String>)>;
@@ -29,7 +29,7 @@ fn now_ms() -> i64 {
 
 pub struct Poller {
     cfg: LagConfig,
-    base: ClientConfig,
+    kafka: Clients,
     /// Created when this agent becomes the poller, dropped when it stops being it: the other
     /// agents of a DaemonSet hold only their election client.
     client: Option<Arc<LagClient>>,
@@ -45,18 +45,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Poller {
-    pub fn new(
-        cfg: LagConfig,
-        base: ClientConfig,
-        filter: GroupFilter,
-        metrics: LagMetrics,
-    ) -> Poller {
+    pub fn new(cfg: LagConfig, kafka: Clients, filter: GroupFilter, metrics: LagMetrics) -> Poller {
         let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
         Poller {
             book: Book::new(cfg.window),
             discovery: Discovery::new(interval_ms),
             cfg,
-            base,
+            kafka,
             client: None,
             filter,
             metrics,
@@ -66,7 +61,7 @@ impl Poller {
     /// The poller's client, created on first use.
     fn client(&mut self) -> Option<Arc<LagClient>> {
         if self.client.is_none() {
-            match kafka::client(&self.base) {
+            match kafka::client(&self.kafka) {
                 Ok(c) => self.client = Some(Arc::new(c)),
                 Err(error) => {
                     self.metrics.error(PollError::Client);
@@ -325,7 +320,7 @@ impl Poller {
             })
             .collect();
         let fetched = committed::fetch(
-            &self.base,
+            self.kafka.config(),
             plans,
             self.cfg.concurrency,
             self.cfg.request_timeout,

@@ -20,6 +20,12 @@ pub struct AgentSettings {
     pub delivery_timeout: &'static str,
     pub create_topic: bool,
     pub dir: PathBuf,
+    /// TOML appended to the config file (more sections or keys).
+    pub extra_toml: String,
+    /// A command the agent runs under, e.g. `["prlimit", "--nofile=64"]`.
+    pub prefix: Vec<String>,
+    /// Environment of the agent besides `LOSSWATCH_LOG`.
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentSettings {
@@ -32,6 +38,9 @@ impl AgentSettings {
             delivery_timeout: "5s",
             create_topic: false,
             dir: dir.to_owned(),
+            extra_toml: String::new(),
+            prefix: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -64,11 +73,13 @@ delivery_timeout = "{dt}"
 create_topic = {ct}
 [http]
 listen = "127.0.0.1:{port}"
+{http}
 [state]
 path = {state:?}
 flush_interval = "100ms"
 [shutdown]
 grace = "5s"
+{extra}
 "#,
             bootstrap = s.bootstrap,
             topic = s.topic,
@@ -77,6 +88,20 @@ grace = "5s"
             dt = s.delivery_timeout,
             ct = s.create_topic,
             state = s.state().to_str().unwrap(),
+            // Keys of [http] must be inside its table: lines of `extra_toml` starting
+            // with `http.` go there.
+            http = s
+                .extra_toml
+                .lines()
+                .filter_map(|l| l.strip_prefix("http."))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            extra = s
+                .extra_toml
+                .lines()
+                .filter(|l| !l.starts_with("http."))
+                .collect::<Vec<_>>()
+                .join("\n"),
         );
         std::fs::write(&config, text).unwrap();
         let mut a = AgentProcess {
@@ -96,8 +121,17 @@ grace = "5s"
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(BIN)
+        let mut cmd = match self.settings.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["run", "--config", self.config.to_str().unwrap()])
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "LOSSWATCH_LOG",
                 std::env::var("LOSSWATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
@@ -163,6 +197,11 @@ grace = "5s"
 
     pub fn log_tail(&self) -> String {
         tail(&self.log)
+    }
+
+    /// Everything the agent wrote to stdout and stderr.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 

@@ -38,7 +38,9 @@ impl Agent {
         cfg.lag.request_timeout = Duration::from_secs(5);
         tweak(&mut cfg);
         let stop = CancellationToken::new();
-        let running = losswatch::start(cfg, stop.clone()).await.unwrap();
+        let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+            .await
+            .unwrap();
         Agent {
             addr: running.addr,
             stop,

@@ -8,6 +8,16 @@
 //! | `GET /api/losses?limit=N` | loss events, newest first (JSON; default 100, at most 10 000) |
 //! | `GET /api/status` | per-partition summary with lifetime totals (JSON) |
 //! | `GET /api/audit` | the durability audit's findings (JSON; only the auditing agent has them) |
+//!
+//! TLS, basic auth and connection limits are around the routes, in [`server`]; `/livez` and
+//! `/readyz` stay open to the kubelet when basic auth is on.
+
+mod auth;
+mod server;
+mod tls;
+
+pub use server::{serve, Server, MAX_CONNECTION_AGE};
+pub use tls::TlsError;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -17,13 +27,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::agent::{now_us, Health, Status};
 
@@ -38,6 +44,8 @@ pub struct AppState {
     pub status: watch::Receiver<Arc<Status>>,
     pub state_path: PathBuf,
     pub audit: crate::audit::Shared,
+    /// The last Kafka client error, shown by `/readyz` while the agent is not ready.
+    pub kafka_errors: crate::kafka::KafkaErrors,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -99,7 +107,15 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
             Ok(()) => text(StatusCode::OK, "ready\n", PLAIN),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
+                match state.kafka_errors.last() {
+                    Some(e) => format!(
+                        "not ready: {why}; last Kafka error: {} ({} client): {}\n",
+                        e.kind.as_label(),
+                        e.client,
+                        e.reason
+                    ),
+                    None => format!("not ready: {why}\n"),
+                },
                 PLAIN,
             ),
         },
@@ -128,33 +144,6 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
         _ => text(StatusCode::NOT_FOUND, "not found\n", PLAIN),
     };
     Ok(resp)
-}
-
-/// Serves until `shutdown` fires.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let state = state.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(state.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.cancelled() => {}
-            }
-        });
-    }
 }
 
 #[cfg(test)]

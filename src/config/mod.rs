@@ -1,14 +1,29 @@
 //! Typed configuration: a TOML file, then environment and command-line overrides, then
 //! validation. Every error names the key at fault and what is expected; the binary prints it
 //! and exits 64 (EX_USAGE).
+//!
+//! [`Config::build`] validates, reads the secret files and the web config, and returns a
+//! [`ValidConfig`]: the only kind of configuration [`crate::start`] accepts.
+//!
+//! | module | section |
+//! |---|---|
+//! | this one | `[kafka]`, `[canary]`, `[http]`, `[state]`, `[shutdown]` |
+//! | [`lag`] | `[lag]` and the group filter |
+//! | [`web`] | the exporter toolkit's web-config file named by `http.web_config_file` |
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub mod lag;
+pub mod web;
+
+pub use lag::{GroupFilter, LagConfig, LagMode};
 
 /// The whole configuration. Unknown keys are rejected at every level.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -19,7 +34,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub state: StateConfig,
     pub shutdown: ShutdownConfig,
-    pub lag: crate::lag::LagConfig,
+    pub lag: LagConfig,
     pub audit: AuditConfig,
 }
 
@@ -31,6 +46,9 @@ pub struct KafkaConfig {
     /// Passed verbatim to librdkafka (SASL, TLS, timeouts …). Values of keys that look secret
     /// are redacted whenever the config is printed.
     pub properties: BTreeMap<String, Sensitive>,
+    /// librdkafka properties whose value is the content of a file (a mounted Kubernetes
+    /// Secret), read at start; a trailing newline is dropped. Always redacted.
+    pub secret_files: BTreeMap<String, PathBuf>,
 }
 
 impl Default for KafkaConfig {
@@ -38,6 +56,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             bootstrap_servers: "localhost:9092".into(),
             properties: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
         }
     }
 }
@@ -107,12 +126,23 @@ impl Default for CanaryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// A web-config file of the Prometheus exporter toolkit: TLS and basic auth.
+    pub web_config_file: Option<PathBuf>,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client that has not sent a whole request header (or finished the TLS handshake)
+    /// within this is disconnected; so is an idle keep-alive connection.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9840)),
+            web_config_file: None,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -253,6 +283,7 @@ pub struct Overrides {
     pub state: Option<PathBuf>,
     pub sasl_username: Option<String>,
     pub sasl_password: Option<String>,
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// A configuration error. The message names the key.
@@ -268,6 +299,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("invalid value for `http.web_config_file`: {0}")]
+    Web(#[from] web::WebConfigError),
 }
 
 pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -278,8 +311,8 @@ pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigEr
 }
 
 impl Config {
-    /// Reads the file (if any), applies overrides and validates.
-    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    /// Reads the file (if any), applies overrides, validates and reads the files it names.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<ValidConfig, ConfigError> {
         let mut cfg = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -294,8 +327,39 @@ impl Config {
             None => Config::default(),
         };
         cfg.apply(overrides);
-        cfg.validate()?;
-        Ok(cfg)
+        cfg.build()
+    }
+
+    /// Validates, then reads the secret files and the web config: the configuration the
+    /// agent can start with.
+    pub fn build(self) -> Result<ValidConfig, ConfigError> {
+        self.validate()?;
+        let mut secrets = BTreeMap::new();
+        for (key, path) in &self.kafka.secret_files {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "kafka.secret_files",
+                    format!("cannot read {key:?} from {}: {e}", path.display()),
+                )
+            })?;
+            let value = text.trim_end_matches(['\n', '\r']);
+            if value.is_empty() {
+                return Err(invalid(
+                    "kafka.secret_files",
+                    format!("{key:?}: {} is empty", path.display()),
+                ));
+            }
+            secrets.insert(key.clone(), Sensitive(value.to_owned()));
+        }
+        let web = match &self.http.web_config_file {
+            Some(path) => web::WebConfig::load(path)?,
+            None => web::WebConfig::default(),
+        };
+        Ok(ValidConfig {
+            config: self,
+            secrets,
+            web,
+        })
     }
 
     /// Parses TOML text; the error message carries the key and position.
@@ -326,6 +390,9 @@ impl Config {
                 .properties
                 .insert("sasl.password".into(), Sensitive(v.clone()));
         }
+        if let Some(v) = &o.web_config_file {
+            self.http.web_config_file = Some(v.clone());
+        }
     }
 
     /// Cross-field and range checks.
@@ -353,6 +420,31 @@ impl Config {
                     ),
                 ));
             }
+        }
+        for key in self.kafka.secret_files.keys() {
+            if self.kafka.properties.contains_key(key) {
+                return Err(invalid(
+                    "kafka.secret_files",
+                    format!("`{key}` is also set in kafka.properties: set it in one place"),
+                ));
+            }
+            if ["enable.idempotence", "acks", "bootstrap.servers"].contains(&key.as_str()) {
+                return Err(invalid(
+                    "kafka.secret_files",
+                    format!("`{key}` cannot be overridden"),
+                ));
+            }
+        }
+        if !(1..=100_000).contains(&self.http.max_connections) {
+            return Err(invalid("http.max_connections", "expected 1 to 100000"));
+        }
+        if self.http.header_read_timeout < Duration::from_millis(100)
+            || self.http.header_read_timeout > Duration::from_secs(300)
+        {
+            return Err(invalid(
+                "http.header_read_timeout",
+                "expected between 100ms and 5m",
+            ));
         }
         let c = &self.canary;
         if c.topic.is_empty()
@@ -472,6 +564,62 @@ impl Config {
     }
 }
 
+/// A configuration that passed [`Config::build`]: validated, its secret files read, its web
+/// config parsed. It cannot be made any other way, so an unchecked configuration never
+/// reaches [`crate::start`]. Reads as the [`Config`] it holds.
+#[derive(Clone)]
+pub struct ValidConfig {
+    config: Config,
+    /// The values read from `kafka.secret_files`.
+    secrets: BTreeMap<String, Sensitive>,
+    web: web::WebConfig,
+}
+
+impl Deref for ValidConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl fmt::Debug for ValidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidConfig")
+            .field("config", &self.config)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidConfig {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every librdkafka property: `kafka.properties`, then the values of the secret files.
+    pub fn kafka_properties(&self) -> impl Iterator<Item = (&String, &Sensitive)> {
+        self.config.kafka.properties.iter().chain(&self.secrets)
+    }
+
+    /// The values that must never be printed: properties whose key looks secret, and the
+    /// contents of every secret file.
+    pub fn secret_values(&self) -> Vec<Sensitive> {
+        self.config
+            .kafka
+            .properties
+            .iter()
+            .filter(|(k, _)| is_secret_key(k))
+            .map(|(_, v)| v)
+            .chain(self.secrets.values())
+            .cloned()
+            .collect()
+    }
+
+    pub fn web(&self) -> &web::WebConfig {
+        &self.web
+    }
+}
+
 /// A librdkafka property value. Values of keys that look secret are printed as
 /// `**REDACTED**` by `Debug` and by serialization; [`Sensitive::expose`] gives the value.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -513,9 +661,10 @@ impl Serialize for KafkaConfig {
                 (k.as_str(), shown)
             })
             .collect();
-        let mut st = s.serialize_struct("KafkaConfig", 2)?;
+        let mut st = s.serialize_struct("KafkaConfig", 3)?;
         st.serialize_field("bootstrap_servers", &self.bootstrap_servers)?;
         st.serialize_field("properties", &props)?;
+        st.serialize_field("secret_files", &self.secret_files)?;
         st.end()
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{invalid, ConfigError};
+use super::{invalid, ConfigError};
 
 /// Which agents poll consumer-group lag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -169,9 +169,7 @@ impl LagConfig {
     }
 }
 
-/// Prefix of the verifiers' group ids (see `verifier`): never joined, but listed by brokers
-/// that keep a group for every id that asked for a coordinator.
-pub const VERIFIER_GROUP_PREFIX: &str = "losswatch-verifier-";
+pub use crate::kafka::VERIFIER_GROUP_PREFIX;
 
 /// Which listed groups are polled.
 #[derive(Debug, Clone)]
@@ -187,7 +185,7 @@ impl GroupFilter {
     pub fn accepts(&self, group: &str) -> bool {
         if let Some(election) = &self.own {
             if group == election
-                || group == super::kafka::READER_GROUP
+                || group == crate::kafka::LAG_READER_GROUP
                 || group.starts_with(VERIFIER_GROUP_PREFIX)
             {
                 return false;
