@@ -110,6 +110,7 @@ pub struct Running {
     agent: JoinHandle<()>,
     http: JoinHandle<()>,
     lag: JoinHandle<()>,
+    http_stop: CancellationToken,
 }
 
 impl Running {
@@ -119,6 +120,22 @@ impl Running {
         self.http.await?;
         self.lag.await?;
         Ok(())
+    }
+
+    /// Stops the agent at once, as a power cut would: no delivery reports are drained, nothing
+    /// in flight is verified and no final state is saved. What the state writer had already
+    /// been handed is still written, like the pages an OS had flushed before the cut. Used by
+    /// the demo's power-loss stage; a restart on the same state file resumes from it.
+    pub async fn kill(self) {
+        self.agent.abort();
+        self.lag.abort();
+        self.http.abort();
+        // Also ends the connections the HTTP server had open, so that no client keeps reading
+        // the dead agent's last status over a kept-alive connection.
+        self.http_stop.cancel();
+        let _ = self.agent.await;
+        let _ = self.lag.await;
+        let _ = self.http.await;
     }
 }
 
@@ -164,7 +181,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         status: status_rx.clone(),
         state_path,
     };
-    let http = tokio::spawn(http::serve(listener, app, shutdown.clone()));
+    let http_stop = shutdown.child_token();
+    let http = tokio::spawn(http::serve(listener, app, http_stop.clone()));
     let agent = tokio::spawn(agent.run(shutdown));
     Ok(Running {
         addr,
@@ -174,6 +192,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         agent,
         http,
         lag,
+        http_stop,
     })
 }
 
