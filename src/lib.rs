@@ -38,6 +38,8 @@
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
 //! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster, with chaos |
 //! | [`report`] | `losswatch report`: loss events from a state file as a table |
+//! | [`page`] | the status page served at `GET /`, and `/api/lag` behind it |
+//! | [`ratelimit`] | repeated log lines held back (librdkafka's, while a broker is down) |
 //! | [`lag`] | beside the data path: consumer-group lag in messages and time, status, expired unread; one elected poller per DaemonSet |
 //!
 //! Data flows one way: the producer and the verifier feed the tracker; the tracker's verdicts
@@ -51,7 +53,9 @@ pub mod http;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
+pub mod page;
 pub mod probe;
+pub mod ratelimit;
 pub mod report;
 pub mod tracker;
 pub mod verifier;

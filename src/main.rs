@@ -144,9 +144,11 @@ fn on_signals(token: CancellationToken) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo prints its own summary lines; keep the log to what needs attention.
+    // The demo prints its own summary lines; keep the log to what needs attention, and to
+    // the agent's own clients (the simulated application's and the mock cluster's clients
+    // log through librdkafka's default context, target `librdkafka`).
     init_logging(if matches!(cli.command, Some(Command::Demo(_))) {
-        "warn"
+        "warn,librdkafka=off,rdkafka=off"
     } else {
         "info"
     });
