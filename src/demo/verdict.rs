@@ -246,3 +246,72 @@ pub fn judge(results: &[StageResult], total: &Counters, chaos: bool) -> Verdict 
         exact,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(n: f64, broker: &str) -> Counters {
+        Counters {
+            lost: n,
+            lost_by_broker: [(broker.to_string(), n)].into(),
+            truncations: 1.0,
+            ..Counters::default()
+        }
+    }
+
+    fn broker_stage(injected: f64, delta: Counters) -> StageResult {
+        StageResult {
+            stage: Stage::Broker,
+            cycle: 0,
+            completed: true,
+            injected: Tally {
+                lost: injected,
+                lost_by_broker: [("1".to_string(), injected)].into(),
+                truncations: 1.0,
+                ..Tally::default()
+            },
+            delta,
+        }
+    }
+
+    #[test]
+    fn exact_when_every_stage_matches_and_nothing_is_counted_outside() {
+        let r = vec![broker_stage(5.0, lost(5.0, "1"))];
+        let v = judge(&r, &lost(5.0, "1"), true);
+        assert!(v.exact, "{}", v.line);
+        assert!(v.line.contains("counted lost=5"), "{}", v.line);
+    }
+
+    #[test]
+    fn a_missed_loss_a_wrong_broker_and_a_false_alarm_all_fail() {
+        let missed = vec![broker_stage(5.0, lost(4.0, "1"))];
+        assert!(!judge(&missed, &lost(4.0, "1"), true).exact);
+        let wrong_broker = vec![broker_stage(5.0, lost(5.0, "2"))];
+        assert!(!judge(&wrong_broker, &lost(5.0, "2"), true).exact);
+        // Counted in the run but in no stage's window: a false alarm.
+        let r = vec![broker_stage(5.0, lost(5.0, "1"))];
+        let v = judge(&r, &lost(5.0, "1").plus(&lost(1.0, "3")), true);
+        assert!(!v.exact);
+        assert!(v.line.contains("FALSE ALARM"), "{}", v.line);
+    }
+
+    #[test]
+    fn a_stage_cut_short_by_the_end_of_the_run_is_not_judged() {
+        let mut r = broker_stage(0.0, lost(3.0, "1"));
+        r.completed = false;
+        let v = judge(&[r], &lost(3.0, "1"), true);
+        assert!(v.exact, "{}", v.line);
+        assert!(v.line.contains("not completed"), "{}", v.line);
+    }
+
+    #[test]
+    fn no_chaos_means_nothing_may_be_counted() {
+        assert!(judge(&[], &Counters::default(), false).exact);
+        let failed = Counters {
+            failed: [("timeout".to_string(), 1.0)].into(),
+            ..Counters::default()
+        };
+        assert!(!judge(&[], &failed, false).exact);
+    }
+}
