@@ -20,7 +20,8 @@
 //!     ┌─────────┐      ┌──────────┐      ┌──────────────────────────────┐
 //!     │ ledger  │      │ metrics  │ ───▶ │ http: /metrics /livez /readyz │
 //!     │ (SQLite)│ ───▶ │          │      │       /api/losses /api/status │
-//!     └─────────┘      └──────────┘      └──────────────────────────────┘
+//!     └─────────┘      └──────────┘      │       /api/lag, / (page)      │
+//!                                        └──────────────────────────────┘
 //! ```
 //!
 //! # Where things live
@@ -36,7 +37,7 @@
 //! | [`metrics`] | the Prometheus registry and the public metric names |
 //! | [`http`] | the endpoints |
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
-//! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster, with chaos |
+//! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster; every stage loses messages and the counts are checked against what was injected |
 //! | [`report`] | `losswatch report`: loss events from a state file as a table |
 //! | [`page`] | the status page served at `GET /`, and `/api/lag` behind it |
 //! | [`ratelimit`] | repeated log lines held back (librdkafka's, while a broker is down) |
