@@ -224,6 +224,22 @@ impl World {
         self.results.push(r);
     }
 
+    /// Waits until the open stage's counts equal `injected`, or until `deadline`.
+    async fn settle(&self, injected: &verdict::Tally, deadline: Instant) {
+        loop {
+            let counted = match &self.open {
+                Some((_, _, before)) => {
+                    verdict::Tally::counted(&lock(&self.books).total().minus(before))
+                }
+                None => return,
+            };
+            if injected.differences(&counted).is_empty() || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Leaves the cluster healthy so that the last probes can settle.
     fn heal(&self) {
         for api in [RDKafkaApiKey::Produce, RDKafkaApiKey::Fetch] {

@@ -3,9 +3,13 @@
 //!
 //! | s | stage | what happens |
 //! |---|---|---|
-//! | 4–23 | producer | leader move, broker 3 down 3 s, a latency spike, then every produce refused for 6 s (longer than the 5 s delivery timeout), then a short error burst that is retried |
-//! | 30–42 | consumer | the verifier held back (every fetch fails), 7 MiB of filler per partition: retention removes acked probes it had not read, and messages `demo-app` (stalled) had not read |
-//! | 43–57 | broker | the verifier held back while acked probes pile up, then a power loss of the whole cluster and the agent; a fresh, empty cluster; the agent restarts on its state file |
+//! | 4–27 | producer | leader move, broker 3 down 3 s, a latency spike, then every produce refused for 6 s (longer than the 5 s delivery timeout), then a short error burst that is retried |
+//! | 30–38 | consumer | the verifier held back (every fetch fails), 7 MiB of filler per partition: retention removes acked probes it had not read, and messages `demo-app` (stalled) had not read |
+//! | 43–55 | broker | the verifier held back while acked probes pile up, then a power loss of the whole cluster and the agent; a fresh, empty cluster; the agent restarts on its state file |
+//!
+//! Each stage is judged once the agent's counts equal what was injected, or at its deadline
+//! (27, 42 and 63 s) with whatever it counted by then: a count still missing then is a miss,
+//! and one that arrives later falls outside every stage and is a false alarm.
 //!
 //! Ground truth for each stage comes from [`super::truth`]: the probes really in a log range
 //! (producer stage: sequence numbers missing between those appended), watermarks and the
@@ -109,13 +113,13 @@ async fn producer(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoErro
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 12],
     );
     w.say("chaos: produce accepted again, after a burst of 12 NOT_ENOUGH_REPLICAS (retried, delivered)");
-    at(c0, 16.0).await;
+    at(c0, 19.0).await;
     chaos(
         w,
         "leader of partition 0 moved back to broker 1",
         w.mock.partition_leader(TOPIC, 0, Some(1)),
     );
-    at(c0, 20.0).await;
+    at(c0, 20.5).await;
     let end = watermarks(w, TOPIC, PARTITIONS).await?;
     // Every failure is reported within the delivery timeout of its send.
     at(c0, 23.0).await;
@@ -139,13 +143,12 @@ async fn producer(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoErro
             missing += last - first + 1 - s.len() as u64;
         }
     }
-    w.close_stage(
-        Tally {
-            not_appended: missing as f64,
-            ..Tally::default()
-        },
-        true,
-    );
+    let injected = Tally {
+        not_appended: missing as f64,
+        ..Tally::default()
+    };
+    w.settle(&injected, c0 + Duration::from_secs(27)).await;
+    w.close_stage(injected, true);
     Ok(())
 }
 
@@ -194,15 +197,14 @@ async fn consumer(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoErro
         "chaos: verifier released; retention removed {expired} acked probes it had not read, \
          and {group_expired} messages {APP_GROUP} had not read"
     ));
-    at(c0, 42.0).await;
-    w.close_stage(
-        Tally {
-            expired_unread: expired as f64,
-            group_expired: group_expired as f64,
-            ..Tally::default()
-        },
-        true,
-    );
+    let injected = Tally {
+        expired_unread: expired as f64,
+        group_expired: group_expired as f64,
+        ..Tally::default()
+    };
+    at(c0, 38.0).await;
+    w.settle(&injected, c0 + Duration::from_secs(42)).await;
+    w.close_stage(injected, true);
     Ok(())
 }
 
@@ -231,11 +233,11 @@ async fn broker(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoError>
         books.earlier = books.earlier.plus(&Counters::read(&registry));
         books.registry = None;
     }
-    w.stop_app().await;
     // What the old cluster held that the verifier had not read: every probe appended while
     // it was held.
     w.release_reads();
     w.allow_appends();
+    w.stop_app().await;
     let end = watermarks(w, TOPIC, PARTITIONS).await?;
     let ranges: BTreeMap<i32, (i64, i64)> = held
         .iter()
@@ -263,7 +265,8 @@ async fn broker(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoError>
         w.bootstrap()
     ));
     w.start_agent().await?;
-    at(c0, 57.0).await;
+    at(c0, 55.0).await;
+    w.settle(&injected, c0 + Duration::from_secs(63)).await;
     print_losses(w, cut_us).await?;
     w.close_stage(injected, true);
     Ok(())
