@@ -78,7 +78,7 @@ if phase == "start":
 else:
     lost = len(re.findall(r'<tr data-kind="lost"', dom))
     check(lost > 0, f"loss events of kind lost listed after the power loss ({lost} rows)")
-    m = re.search(r'<div class="card bad"><div class="n">(\d+)</div><div class="l">lost \(broker stage\)', dom)
+    m = re.search(r'<div class="card bad"><div class="n">(\d+)</div><div class="l">lost · broker stage', dom)
     check(m is not None and int(m.group(1)) > 0, "the lost card shows the losses")
 PY
   count_lines "$tmp/check.out"
@@ -92,7 +92,7 @@ until_second 72
 browser --dump-dom "$url" >"$tmp/after.html" || true
 check_dom "$tmp/after.html" "after the loss stages"
 shot="${SCREENSHOT:-$tmp/page.png}"
-browser --hide-scrollbars --window-size=1440,1060 --screenshot="$shot" "$url" >/dev/null || true
+browser --hide-scrollbars --window-size=1440,1120 --screenshot="$shot" "$url" >/dev/null || true
 if [ -s "$shot" ]; then ok "screenshot taken ($shot)"; else not_ok "no screenshot"; fi
 
 rc=0
