@@ -25,7 +25,8 @@ use tokio::time::Instant;
 
 use super::truth;
 use super::verdict::{Stage, Tally};
-use super::{lock, new_cluster, Counters, DemoError, World, APP_GROUP, APP_PARTITIONS, APP_TOPIC};
+use super::world::{lock, new_cluster, World};
+use super::{Counters, DemoError, APP_GROUP, APP_PARTITIONS, APP_TOPIC};
 use super::{PARTITIONS, TOPIC};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
