@@ -7,11 +7,14 @@
 #      dashboard queries (installs promtool if missing)
 #   4. the dashboard against live data: every query through a real Prometheus scraping the demo
 #      agent with the rules loaded (installs prometheus if missing)
-#   5. the pager path end to end: Tansu power loss -> agent -> Prometheus -> Alertmanager -> webhook,
+#   5. the status page in headless Chromium against the demo's loss schedule, and the demo's
+#      own verdict (every stage loses messages; every count must equal what was injected)
+#      (installs chromium if missing)
+#   6. the pager path end to end: Tansu power loss -> agent -> Prometheus -> Alertmanager -> webhook,
 #      and a clean run that must send nothing (installs prometheus, alertmanager, Tansu if missing)
-#   6. TLS and basic auth of the endpoints: a real Prometheus scraping with and without the
+#   7. TLS and basic auth of the endpoints: a real Prometheus scraping with and without the
 #      password (installs prometheus, openssl, curl, Python bcrypt if missing)
-#   7. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
+#   8. Kubernetes manifests: kustomize render + offline schema validation (installs tools if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +39,9 @@ scripts/check-alerts.sh
 
 step "dashboard queries against a live Prometheus"
 scripts/check-dashboard-live.sh
+
+step "status page in Chromium; the demo's loss stages counted exactly"
+scripts/check-page.sh
 
 step "pager path: broker power loss to webhook, clean run silent"
 scripts/check-pager.sh

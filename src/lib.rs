@@ -20,7 +20,8 @@
 //!     ┌─────────┐      ┌──────────┐      ┌──────────────────────────────┐
 //!     │ ledger  │      │ metrics  │ ───▶ │ http: /metrics /livez /readyz │
 //!     │ (SQLite)│ ───▶ │          │      │       /api/losses /api/status │
-//!     └─────────┘      └──────────┘      └──────────────────────────────┘
+//!     └─────────┘      └──────────┘      │       /api/lag, / (page)      │
+//!                                        └──────────────────────────────┘
 //! ```
 //!
 //! # Where things live
@@ -36,10 +37,12 @@
 //! | [`metrics`] | the Prometheus registry and the public metric names |
 //! | [`http`] | the endpoints |
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
-//! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster, with chaos |
+//! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster; every stage loses messages and the counts are checked against what was injected |
 //! | [`report`] | `losswatch report`: loss events from a state file as a table |
 //! | [`audit`] | beside the data path: the durability audit — topic, partition and broker settings that make loss possible, and how to fix them (rules sans-IO, table-tested); run by the elected agent |
 //! | [`backoff`] | backing off refused admin requests (sans-IO) |
+//! | [`page`] | the status page served at `GET /`, and `/api/lag` behind it |
+//! | [`ratelimit`] | repeated log lines held back (librdkafka's, while a broker is down) |
 //! | [`lag`] | beside the data path: consumer-group lag in messages and time, status, expired unread; one elected poller per DaemonSet |
 //!
 //! Data flows one way: the producer and the verifier feed the tracker; the tracker's verdicts
@@ -56,7 +59,9 @@ pub mod kafka;
 pub mod lag;
 pub mod ledger;
 pub mod metrics;
+pub mod page;
 pub mod probe;
+pub mod ratelimit;
 pub mod report;
 pub mod tracker;
 pub mod verifier;
@@ -121,6 +126,7 @@ pub struct Running {
     audit: JoinHandle<()>,
     /// The durability audit's last report (empty on an agent that does not audit).
     pub audit_state: audit::Shared,
+    http_stop: CancellationToken,
 }
 
 impl Running {
@@ -131,6 +137,24 @@ impl Running {
         self.lag.await?;
         self.audit.await?;
         Ok(())
+    }
+
+    /// Stops the agent at once, as a power cut would: no delivery reports are drained, nothing
+    /// in flight is verified and no final state is saved. What the state writer had already
+    /// been handed is still written, like the pages an OS had flushed before the cut. Used by
+    /// the demo's power-loss stage; a restart on the same state file resumes from it.
+    pub async fn kill(self) {
+        self.agent.abort();
+        self.lag.abort();
+        self.audit.abort();
+        self.http.abort();
+        // Also ends the connections the HTTP server had open, so that no client keeps reading
+        // the dead agent's last status over a kept-alive connection.
+        self.http_stop.cancel();
+        let _ = self.agent.await;
+        let _ = self.lag.await;
+        let _ = self.audit.await;
+        let _ = self.http.await;
     }
 }
 
@@ -221,7 +245,8 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         kafka_errors,
     };
     tracing::info!(%addr, scheme = server.scheme(), "serving the endpoints");
-    let http = tokio::spawn(http::serve(listener, app, server, shutdown.clone()));
+    let http_stop = shutdown.child_token();
+    let http = tokio::spawn(http::serve(listener, app, server, http_stop.clone()));
     let agent = tokio::spawn(agent.run(shutdown));
     Ok(Running {
         addr,
@@ -233,6 +258,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         lag,
         audit,
         audit_state,
+        http_stop,
     })
 }
 

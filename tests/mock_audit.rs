@@ -41,7 +41,9 @@ async fn audit_reports_offline_partition_replication_and_unknown_configs() {
     // The mock never answers DescribeConfigs: the audit's own timeout ends the wait.
     cfg.audit.request_timeout = Duration::from_millis(500);
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg.build().unwrap(), stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
 
     let s = eventually(WAIT, "an audit done", || {
@@ -139,7 +141,9 @@ async fn coverage_follows_leaders() {
     let mut cfg = config(&mock, "canary", &dir.path().join("s.db"));
     cfg.audit.mode = AuditMode::Off;
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg.build().unwrap(), stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
     let s = eventually(WAIT, "coverage exported", || {
         let s = scrape(addr);
@@ -276,7 +280,9 @@ async fn unmanaged_topic_is_used_as_is_and_a_weak_producer_is_flagged() {
     cfg.canary.create_topic = true;
     cfg.audit.mode = AuditMode::Off;
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg.build().unwrap(), stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
     let body = eventually(WAIT, "not ready, naming manage_topic", || {
         let (code, body) = get(addr, "/readyz");
@@ -304,7 +310,9 @@ async fn unmanaged_topic_is_used_as_is_and_a_weak_producer_is_flagged() {
         losswatch::config::Sensitive("false".into()),
     );
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg.build().unwrap(), stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
     let s = eventually(WAIT, "weak producer probing", || {
         let s = scrape(addr);

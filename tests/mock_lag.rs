@@ -144,7 +144,7 @@ async fn demo_group_falls_behind_stops_and_catches_up() {
             }
         })
     };
-    let summary = losswatch::demo::run(opts, stop).await.unwrap();
+    let summary = losswatch::demo::run(opts, stop).await.unwrap().summary;
     let seen = watcher.join().expect("watcher");
     eprintln!("demo-app statuses: {seen:?}");
     let warn = seen.iter().position(|s| s == "WARN").expect("WARN seen");

@@ -97,6 +97,26 @@ impl Delivery for Reporter {
 
     fn delivery(&self, result: &DeliveryResult<'_>, probe: Box<SentProbe>) {
         let report = match result {
+            // librdkafka's idempotent producer reports a retry that the broker answered with
+            // DUPLICATE_SEQUENCE_NUMBER as delivered, with no offset (-1001). Without an offset
+            // the tracker's proofs cannot place the probe (taken as an offset, -1001 would read
+            // as below the log start: a false "expired unread"), and the log may not even hold
+            // it (seen on the mock cluster after in-flight probes timed out). So it counts as a
+            // send failure (`other`); if the verifier finds it later, it is counted
+            // failed-but-arrived, like any failed send that landed.
+            Ok(msg) if msg.offset() < 0 => {
+                tracing::warn!(
+                    partition = probe.partition,
+                    seq = probe.seq,
+                    offset = msg.offset(),
+                    "delivery report without an offset; counted as a send failure"
+                );
+                Report::Failed {
+                    probe: *probe,
+                    reason: FailReason::Other,
+                    code: None,
+                }
+            }
             Ok(msg) => Report::Acked {
                 probe: *probe,
                 offset: msg.offset(),

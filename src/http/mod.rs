@@ -88,6 +88,12 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n", PLAIN));
     }
     let resp = match req.uri().path() {
+        "/" => text(
+            StatusCode::OK,
+            crate::page::HTML,
+            "text/html; charset=utf-8",
+        ),
+        "/api/lag" => json(StatusCode::OK, &crate::page::lag(&state.registry)),
         "/metrics" => text(
             StatusCode::OK,
             crate::metrics::render(&state.registry, &state.scrape_lock),
