@@ -6,8 +6,7 @@
 //! |---|---|
 //! | [`config`] | the `[lag]` section and the group filter |
 //! | [`poller`] | the task: each interval, list → fetch → [`book`] → [`metrics`] |
-//! | [`kafka`] | the batched requests (metadata, group list, committed and log offsets) |
-//! | [`committed`] | committed offsets of many groups, a bounded number at a time |
+//! | [`kafka`] | the poller's one admin client and its requests (groups and members, metadata, committed offsets with a bounded number in flight, batched log offsets, topic ids) |
 //! | [`records`] | timestamps of the first unconsumed records |
 //! | [`discovery`] | which partitions to ask each group for (sans-IO) |
 //! | [`assignment`] | decoding members' assignments (sans-IO, property-tested) |
@@ -20,7 +19,6 @@
 
 pub mod assignment;
 pub mod book;
-pub mod committed;
 pub mod config;
 pub mod discovery;
 pub mod election;
@@ -43,7 +41,7 @@ use crate::config::Config;
 /// Starts the lag poller task (it returns at once when `lag.mode = "off"`). A client the
 /// Kafka library refuses is logged and counted at each poll; the canary runs on.
 pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
-    let base = crate::agent::client_config(cfg);
+    let base = kafka::client_config(cfg);
     let lag = cfg.lag.clone();
     tokio::spawn(async move {
         if lag.mode == LagMode::Off {
