@@ -9,15 +9,15 @@
 //! | [`kafka`] | the poller's one admin client and its requests (groups and members, metadata, committed offsets with a bounded number in flight, batched log offsets, topic ids) |
 //! | [`records`] | timestamps of the first unconsumed records |
 //! | [`discovery`] | which partitions to ask each group for (sans-IO) |
-//! | [`assignment`] | decoding members' assignments (sans-IO, property-tested) |
 //! | [`book`] | lag, expired unread, series lifecycle across polls (sans-IO) |
 //! | [`status`] | the status evaluator: OK, WARN, STALL, STOP, REWIND, ERR (sans-IO) |
 //! | [`timelag`] | time lag from timestamps or interpolated log-end history (sans-IO) |
+//! | [`topic_loss`] | topic ids for the tracker, the truncation counters and `topic_truncation` / `topic_recreated` loss events |
+//! | [`truncation`] | log ends going backwards on application topics: truncation or recreation (sans-IO) |
 //! | [`election`] | one poller per DaemonSet through group membership |
 //! | [`metrics`] | the `losswatch_consumergroup_*` and `losswatch_lag_*` series |
 //! | [`simulate`] | the demo's application consumer group that falls behind and recovers |
 
-pub mod assignment;
 pub mod book;
 pub mod config;
 pub mod discovery;
@@ -27,8 +27,11 @@ pub mod metrics;
 pub mod poller;
 pub mod records;
 pub mod simulate;
+mod stages;
 pub mod status;
 pub mod timelag;
+pub mod topic_loss;
+pub mod truncation;
 
 pub use config::{LagConfig, LagMode};
 pub use metrics::LagMetrics;
@@ -43,6 +46,10 @@ use crate::config::Config;
 pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
     let base = kafka::client_config(cfg);
     let lag = cfg.lag.clone();
+    let sink = topic_loss::EventSink {
+        path: cfg.state.path.clone(),
+        max_events: cfg.state.max_events,
+    };
     tokio::spawn(async move {
         if lag.mode == LagMode::Off {
             metrics.leader.set(0);
@@ -55,7 +62,7 @@ pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> 
                 return;
             }
         };
-        poller::Poller::new(lag, base, filter, metrics)
+        poller::Poller::new(lag, base, filter, metrics, Some(sink))
             .run(shutdown)
             .await;
     })

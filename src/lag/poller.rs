@@ -18,6 +18,8 @@ use super::config::{GroupFilter, LagConfig, LagMode};
 use super::discovery::{self, Discovery};
 use super::kafka::{self, LagAdmin, LagReader};
 use super::metrics::{LagMetrics, PollError};
+use super::stages::Stages;
+use super::topic_loss::{EventSink, TopicWatch};
 use super::{election, records};
 
 /// The groups of a poll: members (when known) and the topics they are assigned.
@@ -39,6 +41,9 @@ pub struct Poller {
     filter: GroupFilter,
     book: Book,
     discovery: Discovery,
+    /// Truncation and recreation of the topics the groups read.
+    topics: TopicWatch,
+    sink: Option<EventSink>,
     metrics: LagMetrics,
 }
 
@@ -53,10 +58,13 @@ impl Poller {
         base: ClientConfig,
         filter: GroupFilter,
         metrics: LagMetrics,
+        sink: Option<EventSink>,
     ) -> Poller {
         let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
         Poller {
             book: Book::new(cfg.window),
+            topics: TopicWatch::new(sink.clone(), cfg.discovery_interval),
+            sink,
             discovery: Discovery::new(interval_ms),
             cfg,
             base,
@@ -189,6 +197,7 @@ impl Poller {
             // Closing blocks briefly: not on the runtime.
             tokio::task::spawn_blocking(move || drop((admin, reader)));
             self.book = Book::new(self.cfg.window);
+            self.topics = TopicWatch::new(self.sink.clone(), self.cfg.discovery_interval);
             let interval_ms =
                 i64::try_from(self.cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
             self.discovery = Discovery::new(interval_ms);
@@ -257,6 +266,9 @@ impl Poller {
                 wanted.into_iter().map(|tp| (tp, None)).collect()
             }
         };
+        self.topics
+            .observe(&admin, &logs, now, timeout, &self.metrics)
+            .await;
         let unreadable = logs.values().filter(|l| l.is_none()).count();
         if unreadable > 0 {
             self.metrics.errors(PollError::LogOffsets, unreadable);
@@ -362,36 +374,6 @@ impl Poller {
             }
         }
         out
-    }
-}
-
-/// Wall time of each stage of a poll, for the debug log.
-struct Stages {
-    last: Instant,
-    done: Vec<(&'static str, f64)>,
-}
-
-impl Stages {
-    fn new() -> Stages {
-        Stages {
-            last: Instant::now(),
-            done: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, stage: &'static str) {
-        let now = Instant::now();
-        self.done.push((stage, (now - self.last).as_secs_f64()));
-        self.last = now;
-    }
-}
-
-impl std::fmt::Display for Stages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (stage, s)) in self.done.iter().enumerate() {
-            write!(f, "{}{stage}={s:.3}s", if i > 0 { " " } else { "" })?;
-        }
-        Ok(())
     }
 }
 
