@@ -29,6 +29,18 @@ enum Command {
     Demo(DemoArgs),
     /// Print the loss events recorded in a state file.
     Report(ReportArgs),
+    /// Poll consumer-group lag once and print it (every group, or --group).
+    Lag(LagArgs),
+}
+
+#[derive(Debug, Args)]
+struct LagArgs {
+    /// Only this consumer group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Print JSON (an array of rows) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +236,37 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                     Err(e) => {
                         eprintln!("losswatch demo: {e}");
                         ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+        Command::Lag(l) => {
+            let cfg = match Config::load(cli.config.config.as_deref(), &o) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("losswatch: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            runtime.block_on(async {
+                match losswatch::lag::once::poll_once(&cfg, l.group.as_deref()).await {
+                    Ok(rows) if l.json => match serde_json::to_string_pretty(&rows) {
+                        Ok(j) => {
+                            println!("{j}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("losswatch: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    Ok(rows) => {
+                        print!("{}", losswatch::lag::once::table(&rows));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("losswatch lag: {e}");
+                        ExitCode::from(e.exit_code())
                     }
                 }
             })

@@ -15,6 +15,7 @@
 //! | [`topic_loss`] | topic ids for the tracker, the truncation counters and `topic_truncation` / `topic_recreated` loss events |
 //! | [`truncation`] | log ends going backwards on application topics: truncation or recreation (sans-IO) |
 //! | [`election`] | one poller per DaemonSet through group membership |
+//! | [`once`] | `losswatch lag`: one poll, printed |
 //! | [`metrics`] | the `losswatch_consumergroup_*` and `losswatch_lag_*` series |
 //! | [`simulate`] | the demo's application consumer group that falls behind and recovers |
 
@@ -24,6 +25,7 @@ pub mod discovery;
 pub mod election;
 pub mod kafka;
 pub mod metrics;
+pub mod once;
 pub mod poller;
 pub mod records;
 pub mod simulate;
