@@ -103,13 +103,30 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
     }
 }
 
-/// Joins the election; the receiver is true while this agent is elected. The group is left
-/// when `shutdown` fires.
+/// This agent's membership of the election group: a thread polls the group's consumer.
+pub struct Election {
+    pub leader: watch::Receiver<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Election {
+    /// Waits (up to `grace`) for the thread to leave the group after `shutdown` fired, so
+    /// that another agent takes over at once rather than after a session timeout. Returns
+    /// whether it left in time.
+    pub async fn leave(self, grace: Duration) -> bool {
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        matches!(tokio::time::timeout(grace, joined).await, Ok(Ok(Ok(()))))
+    }
+}
+
+/// Joins the election; [`Election::leader`] is true while this agent is elected. The group
+/// is left when `shutdown` fires ([`Election::leave`] waits for it).
 pub async fn join(
     base: &ClientConfig,
     cfg: &LagConfig,
     shutdown: CancellationToken,
-) -> Result<watch::Receiver<bool>, KafkaError> {
+) -> Result<Election, KafkaError> {
     ensure_topic(base, &cfg.election_topic, cfg.request_timeout).await;
     let (tx, rx) = watch::channel(false);
     let session_ms = cfg.session_timeout.as_millis();
@@ -139,7 +156,7 @@ pub async fn join(
     };
     // A thread of its own: polling drives the rebalance callbacks and proves liveness to
     // the coordinator (max.poll.interval.ms).
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("lag-election".into())
         .spawn(move || {
             let mut next = Instant::now();
@@ -161,7 +178,7 @@ pub async fn join(
             drop(consumer);
         })
         .map_err(|e| KafkaError::Subscription(format!("cannot start the election thread: {e}")))?;
-    Ok(rx)
+    Ok(Election { leader: rx, thread })
 }
 
 /// The poller's heartbeat, and a guard against a coordinator that completes a rebalance

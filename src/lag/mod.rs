@@ -48,6 +48,7 @@ use crate::config::Config;
 pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> JoinHandle<()> {
     let base = kafka::client_config(cfg);
     let lag = cfg.lag.clone();
+    let grace = cfg.shutdown.grace;
     let sink = topic_loss::EventSink {
         path: cfg.state.path.clone(),
         max_events: cfg.state.max_events,
@@ -65,6 +66,7 @@ pub fn spawn(cfg: &Config, metrics: LagMetrics, shutdown: CancellationToken) -> 
             }
         };
         poller::Poller::new(lag, base, filter, metrics, Some(sink))
+            .with_grace(grace)
             .run(shutdown)
             .await;
     })

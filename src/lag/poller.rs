@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use tokio::sync::watch;
@@ -45,6 +45,8 @@ pub struct Poller {
     topics: TopicWatch,
     sink: Option<EventSink>,
     metrics: LagMetrics,
+    /// How long shutdown waits for the election to leave its group.
+    grace: Duration,
 }
 
 /// Runs `f` on the blocking pool; a panic there is reported as `None`.
@@ -65,6 +67,7 @@ impl Poller {
             book: Book::new(cfg.window),
             topics: TopicWatch::new(sink.clone(), cfg.discovery_interval),
             sink,
+            grace: Duration::from_secs(10),
             discovery: Discovery::new(interval_ms),
             cfg,
             base,
@@ -74,6 +77,12 @@ impl Poller {
             filter,
             metrics,
         }
+    }
+
+    /// Sets how long shutdown waits for the election to leave its group (`shutdown.grace`).
+    pub fn with_grace(mut self, grace: Duration) -> Poller {
+        self.grace = grace;
+        self
     }
 
     /// The poller's admin client, created on first use and kept for the whole term.
@@ -116,12 +125,14 @@ impl Poller {
     /// Runs until `shutdown` fires.
     pub async fn run(mut self, shutdown: CancellationToken) {
         // `None`: always the poller (or, once elected, the election ended).
-        let mut election: Option<watch::Receiver<bool>> = match self.cfg.mode {
+        let mut election: Option<watch::Receiver<bool>> = None;
+        let mut membership = None;
+        match self.cfg.mode {
             LagMode::Off => {
                 self.metrics.leader.set(0);
                 return;
             }
-            LagMode::Always => None,
+            LagMode::Always => {}
             LagMode::Elected => {
                 let joined = tokio::select! {
                     // Creating the election topic can wait for a request timeout.
@@ -129,7 +140,10 @@ impl Poller {
                     j = election::join(&self.base, &self.cfg, shutdown.clone()) => j,
                 };
                 match joined {
-                    Ok(rx) => Some(rx),
+                    Ok(e) => {
+                        election = Some(e.leader.clone());
+                        membership = Some(e);
+                    }
                     Err(error) => {
                         // Not fatal for the canary: this agent just never polls.
                         tracing::error!(%error, "cannot join the lag poller election; not polling consumer-group lag");
@@ -139,7 +153,7 @@ impl Poller {
                     }
                 }
             }
-        };
+        }
         let mut elected = election.is_none();
         self.metrics.leader.set(i64::from(elected));
         let mut tick = tokio::time::interval(self.cfg.interval);
@@ -181,6 +195,11 @@ impl Poller {
                         tick.reset();
                     }
                 }
+            }
+        }
+        if let Some(m) = membership {
+            if !m.leave(self.grace).await {
+                tracing::warn!("the lag election did not leave its group within the shutdown grace");
             }
         }
     }
