@@ -16,11 +16,16 @@
 #     scrapes);
 #   - the size and time of the last scrape, and the stages of the last poll;
 #   - steady RSS (VmRSS after the last poll) and peak RSS (VmHWM), MiB;
+#   - new TCP connections to the broker after the first poll: every client-side socket to the
+#     broker's port (`ss -tan`, any state: a connection the agent closed stays in TIME-WAIT for
+#     a minute, so none is missed between two samples) whose local port was not there when the
+#     first poll ended, counted until the last poll (POLLS - 1 polls). Only the agent talks
+#     to the broker once the setup is done;
 #   - a baseline with lag.mode = "off" against the largest setup (the canary alone).
 # The broker runs on the same machine and its CPU competes with the agent's.
 #
 # Environment: SCALES (group counts, default "10 100 1000"), POLLS (polls measured per scale,
-# default 4), INTERVAL (lag.interval, default 15s), SCRAPE (seconds between scrapes,
+# default 6: the first and 5 steady ones), INTERVAL (lag.interval, default 15s), SCRAPE (seconds between scrapes,
 # default 15).
 # Exit status: non-zero if a build, the setup or the agent fails, or if a poll does not export
 # exactly GROUPS x 10 group-partitions.
@@ -28,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCALES=${SCALES:-"10 100 1000"}
-POLLS=${POLLS:-4}
+POLLS=${POLLS:-6}
 INTERVAL=${INTERVAL:-15s}
 SCRAPE=${SCRAPE:-15}
 PARTITIONS=10
@@ -63,6 +68,11 @@ start_broker() {
   wait_port "$kport"
 }
 
+# Local ports of the client-side sockets to the broker, any state.
+client_ports() {
+  ss -tanH "dst 127.0.0.1:$kport" | awk '{split($4, a, ":"); print a[length(a)]}' | sort -u
+}
+
 # run_agent MODE GROUPS: starts the agent and samples it until POLLS polls are done (or,
 # with mode off, for 20 s). Prints one result line, and the stages of the last poll.
 run_agent() {
@@ -89,6 +99,8 @@ TOML
   agent_pid=$!
   wait_port "$hport"
   local hz polls t0 last_scrape=0 scrape_s="-" scrape_bytes="-" cpu_first="" cpu_last="" seen=0
+  : >"$work/ports.first"
+  : >"$work/ports.later"
   hz=$(getconf CLK_TCK)
   t0=$(date +%s)
   while :; do
@@ -102,7 +114,11 @@ TOML
     stat=$(cat "/proc/$agent_pid/stat")
     read -r -a f <<<"${stat##*) }"
     polls=$(grep -c 'lag poll done' "$work/agent.log" || true)
+    if [ "$polls" -ge 1 ]; then
+      client_ports >>"$work/ports.later"
+    fi
     if [ "$polls" -gt "$seen" ]; then
+      [ "$seen" = 0 ] && client_ports >"$work/ports.first"
       seen=$polls
       [ "$polls" = 1 ] && cpu_first=$((f[11] + f[12]))
       cpu_last=$((f[11] + f[12]))
@@ -122,7 +138,8 @@ TOML
     printf '%-28s %s\n' "baseline (lag.mode = off)" "steady_rss_mib=$rss peak_rss_mib=$hwm"
     return
   fi
-  local durations steady cpu gp
+  local durations steady cpu gp conns
+  conns=$(sort -u "$work/ports.later" | comm -13 <(sort -u "$work/ports.first") - | wc -l)
   durations=$(sed -n 's/.*lag poll done.*seconds=\([0-9.]*\).*/\1/p' "$work/agent.log" | awk '{printf "%.3f ", $1}')
   gp=$(sed -n 's/.*lag poll done.*group_partitions=\([0-9]*\).*/\1/p' "$work/agent.log" | sort -u)
   if [ "$gp" != $((groups * PARTITIONS)) ]; then
@@ -132,8 +149,8 @@ TOML
   steady=$(echo "$durations" | tr ' ' '\n' | sed 1d | sed '/^$/d' | sort -n |
     awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
   cpu=$(awk -v a="$cpu_last" -v b="$cpu_first" -v n="$((POLLS - 1))" -v hz="$hz" 'BEGIN {printf "%.2f", (a - b) / hz / n}')
-  printf '%-28s first_poll_s=%s steady_poll_s=%s (polls: %s) agent_cpu_s_per_interval=%s steady_rss_mib=%s peak_rss_mib=%s scrape=%sB/%ss\n' \
-    "$groups groups x $PARTITIONS = $((groups * PARTITIONS))" "${durations%% *}" "$steady" "${durations% }" "$cpu" "$rss" "$hwm" "$scrape_bytes" "$scrape_s"
+  printf '%-28s first_poll_s=%s steady_poll_s=%s (polls: %s) agent_cpu_s_per_interval=%s steady_rss_mib=%s peak_rss_mib=%s scrape=%sB/%ss broker_connections_at_first_poll=%s new_connections_after_first_poll=%s\n' \
+    "$groups groups x $PARTITIONS = $((groups * PARTITIONS))" "${durations%% *}" "$steady" "${durations% }" "$cpu" "$rss" "$hwm" "$scrape_bytes" "$scrape_s" "$(wc -l <"$work/ports.first")" "$conns"
   echo "    last poll: $(grep 'lag poll stages' "$work/agent.log" | tail -n 1 | sed 's/.*stages=//')"
 }
 

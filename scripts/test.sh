@@ -23,8 +23,8 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "Tansu broker for the real-broker tests"
 LOSSWATCH_TANSU="$(scripts/install-tansu.sh | tail -n1)"
@@ -32,7 +32,7 @@ export LOSSWATCH_TANSU
 echo "using $("$LOSSWATCH_TANSU" --version 2>&1 | head -n1) at $LOSSWATCH_TANSU"
 
 step "cargo test"
-cargo test --locked
+cargo test --locked --workspace
 
 step "alert rules, runbook and dashboard queries"
 scripts/check-alerts.sh

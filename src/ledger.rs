@@ -111,7 +111,9 @@ pub struct Event {
     pub seq: Option<u64>,
     pub offset: Option<i64>,
     pub broker: Option<i32>,
-    /// `lost`, `expired_unread` or `truncation`.
+    /// `lost`, `expired_unread` or `truncation` (the canary), `topic_truncation` or
+    /// `topic_recreated` (an application topic read by consumer groups; partition -1: the
+    /// whole topic).
     pub kind: String,
     /// How it was proven (the loss cause or the truncation evidence).
     pub detail: String,

@@ -124,6 +124,8 @@ pub struct Running {
     http: JoinHandle<()>,
     lag: JoinHandle<()>,
     audit: JoinHandle<()>,
+    /// Leaves the election group on shutdown (within the grace).
+    election: Option<JoinHandle<()>>,
     /// The durability audit's last report (empty on an agent that does not audit).
     pub audit_state: audit::Shared,
     http_stop: CancellationToken,
@@ -136,6 +138,9 @@ impl Running {
         self.http.await?;
         self.lag.await?;
         self.audit.await?;
+        if let Some(e) = self.election {
+            e.await?;
+        }
         Ok(())
     }
 
@@ -147,6 +152,9 @@ impl Running {
         self.agent.abort();
         self.lag.abort();
         self.audit.abort();
+        if let Some(e) = &self.election {
+            e.abort();
+        }
         self.http.abort();
         // Also ends the connections the HTTP server had open, so that no client keeps reading
         // the dead agent's last status over a kept-alive connection.
@@ -196,18 +204,22 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     let scrape_lock = metrics.scrape_lock.clone();
     let audit_metrics = audit::AuditMetrics::register(&registry)?;
     // The lag poller and the audit are cluster-wide: one elected agent does them.
-    let election = (config.lag.mode == lag::LagMode::Elected
-        || config.audit.mode == config::AuditMode::Elected)
-        .then(|| {
-            lag::election::spawn_role(
-                clients.clone(),
-                config.lag.clone(),
-                lag_metrics.clone(),
-                shutdown.clone(),
-            )
-        });
-    let lag = lag::spawn(
-        &config.lag,
+    let (election, election_task) = if config.lag.mode == lag::LagMode::Elected
+        || config.audit.mode == config::AuditMode::Elected
+    {
+        let (rx, task) = lag::election::spawn_role(
+            clients.clone(),
+            config.lag.clone(),
+            config.shutdown.grace,
+            lag_metrics.clone(),
+            shutdown.clone(),
+        );
+        (Some(rx), Some(task))
+    } else {
+        (None, None)
+    };
+    let (lag, lag_admin) = lag::spawn(
+        &config,
         clients.clone(),
         lag_metrics,
         election.clone(),
@@ -222,6 +234,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     let (audit, audit_state) = audit::spawn(
         &config,
         clients.clone(),
+        lag_admin,
         audit_metrics,
         audit_role,
         shutdown.clone(),
@@ -257,6 +270,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         http,
         lag,
         audit,
+        election: election_task,
         audit_state,
         http_stop,
     })

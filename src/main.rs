@@ -33,11 +33,23 @@ enum Command {
     /// Audit the cluster once: settings that make loss possible, and how to fix them. Exits
     /// 0 when clean, 1 with findings, 2 when nothing could be audited.
     Audit(AuditArgs),
+    /// Poll consumer-group lag once and print it (every group, or --group).
+    Lag(LagArgs),
 }
 
 #[derive(Debug, Args)]
 struct AuditArgs {
     /// Print JSON (the format of /api/audit) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct LagArgs {
+    /// Only this consumer group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Print JSON (an array of rows) instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -168,7 +180,7 @@ fn main() -> ExitCode {
     // log through librdkafka's default context, target `librdkafka`).
     init_logging(match cli.command {
         Some(Command::Demo(_)) => "warn,librdkafka=off,rdkafka=off",
-        Some(Command::Audit(_)) => "warn",
+        Some(Command::Audit(_) | Command::Lag(_)) => "warn",
         _ => "info",
     });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -247,6 +259,37 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                     Err(e) => {
                         eprintln!("losswatch demo: {e}");
                         ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+                    }
+                }
+            })
+        }
+        Command::Lag(l) => {
+            let cfg = match Config::load(cli.config.config.as_deref(), &o) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("losswatch: {e}");
+                    return ExitCode::from(EX_USAGE);
+                }
+            };
+            runtime.block_on(async {
+                match losswatch::lag::once::poll_once(&cfg, l.group.as_deref()).await {
+                    Ok(rows) if l.json => match serde_json::to_string_pretty(&rows) {
+                        Ok(j) => {
+                            println!("{j}");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => {
+                            eprintln!("losswatch: {e}");
+                            ExitCode::FAILURE
+                        }
+                    },
+                    Ok(rows) => {
+                        print!("{}", losswatch::lag::once::table(&rows));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("losswatch lag: {e}");
+                        ExitCode::from(e.exit_code())
                     }
                 }
             })

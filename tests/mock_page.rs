@@ -25,7 +25,9 @@ async fn page_and_lag_json_are_served() {
     cfg.lag.window = 3;
     cfg.lag.request_timeout = Duration::from_secs(1);
     let stop = CancellationToken::new();
-    let running = losswatch::start(cfg.build().unwrap(), stop.clone()).await.unwrap();
+    let running = losswatch::start(cfg.build().unwrap(), stop.clone())
+        .await
+        .unwrap();
     let addr = running.addr;
 
     let (code, page) = get(addr, "/");

@@ -74,6 +74,7 @@ pub async fn audit_once(
 pub fn spawn(
     cfg: &Config,
     base: Clients,
+    lag_admin: Option<crate::lag::SharedAdmin>,
     metrics: AuditMetrics,
     role: Option<Role>,
     shutdown: CancellationToken,
@@ -98,6 +99,7 @@ pub fn spawn(
             canary_topic,
             filter,
             base,
+            lag_admin,
             metrics,
             tx,
             client: None,
@@ -113,8 +115,12 @@ struct Task {
     canary_topic: String,
     filter: TopicFilter,
     base: Clients,
+    /// The lag poller's admin client on this agent, when it polls: the audit borrows it
+    /// rather than holding a second client to the same brokers.
+    lag_admin: Option<crate::lag::SharedAdmin>,
     metrics: AuditMetrics,
     tx: watch::Sender<Arc<AuditState>>,
+    /// The audit's own client, only when no lag poller's client is there to borrow.
     client: Option<Arc<Admin>>,
     backoff: Backoff,
 }
@@ -182,19 +188,43 @@ impl Task {
         }));
     }
 
-    async fn audit(&mut self) {
-        let started = std::time::Instant::now();
+    /// The client to audit with: the lag poller's when this agent polls (waiting a moment
+    /// for it at the start of a term, when both begin at once), else one of its own.
+    async fn client(&mut self) -> Option<Arc<Admin>> {
+        if let Some(rx) = self.lag_admin.as_mut() {
+            let wait = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                loop {
+                    if let Some(lag) = rx.borrow_and_update().clone() {
+                        return Some(lag);
+                    }
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            });
+            if let Ok(Some(lag)) = wait.await {
+                if let Some(own) = self.client.take() {
+                    tokio::task::spawn_blocking(move || drop(own));
+                }
+                return Some(lag.client().clone());
+            }
+        }
         if self.client.is_none() {
             match admin_client(&self.base) {
                 Ok(c) => self.client = Some(c),
                 Err(error) => {
                     self.metrics.error(AuditError::Client);
                     tracing::error!(%error, "cannot create the audit's admin client");
-                    return;
+                    return None;
                 }
             }
         }
-        let Some(admin) = self.client.clone() else {
+        self.client.clone()
+    }
+
+    async fn audit(&mut self) {
+        let started = std::time::Instant::now();
+        let Some(admin) = self.client().await else {
             return;
         };
         let scope = Scope {

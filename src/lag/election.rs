@@ -25,14 +25,15 @@ use tokio_util::sync::CancellationToken;
 use super::config::LagConfig;
 use crate::kafka::{Clients, Context, Hooks};
 
-struct Election {
+/// The election consumer's rebalance hook: flips the elected flag.
+struct Rebalances {
     topic: String,
     leader: watch::Sender<bool>,
 }
 
-type ElectionContext = Context<Election>;
+type ElectionContext = Context<Rebalances>;
 
-impl Hooks for Election {
+impl Hooks for Rebalances {
     // Runs on the polling thread; only flips the flag.
     fn post_rebalance(&self, rebalance: &Rebalance<'_>) {
         let leader = match rebalance {
@@ -95,51 +96,74 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
     }
 }
 
+/// This agent's membership of the election group: a thread polls the group's consumer.
+pub struct Election {
+    pub leader: watch::Receiver<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Election {
+    /// Waits (up to `grace`) for the thread to leave the group after `shutdown` fired, so
+    /// that another agent takes over at once rather than after a session timeout. Returns
+    /// whether it left in time.
+    pub async fn leave(self, grace: Duration) -> bool {
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        matches!(tokio::time::timeout(grace, joined).await, Ok(Ok(Ok(()))))
+    }
+}
+
 /// Joins the election in the background and returns at once: the receiver is false until
 /// this agent is elected, true while it is. The lag poller and the durability audit both
 /// follow it. Failing to join is not fatal for the canary: the error is logged and counted,
 /// and this agent never does the cluster-wide work (the sender is dropped, so receivers see
-/// the election end).
+/// the election end). On shutdown the task leaves the group, waiting up to `grace`, so that
+/// another agent takes over at once; the returned handle ends when it has.
 pub fn spawn_role(
-    base: Clients,
+    clients: Clients,
     cfg: LagConfig,
+    grace: Duration,
     metrics: super::LagMetrics,
     shutdown: CancellationToken,
-) -> watch::Receiver<bool> {
+) -> (watch::Receiver<bool>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let joined = tokio::select! {
             // Creating the election topic can wait for a request timeout.
             _ = shutdown.cancelled() => return,
-            j = join(&base, &cfg, shutdown.clone()) => j,
+            j = join(&clients, &cfg, shutdown.clone()) => j,
         };
-        let mut inner = match joined {
-            Ok(rx) => rx,
+        let election = match joined {
+            Ok(e) => e,
             Err(error) => {
                 tracing::error!(%error, "cannot join the lag poller election; this agent does not poll lag or audit");
                 metrics.error(super::metrics::PollError::Client);
                 return;
             }
         };
+        let mut inner = election.leader.clone();
         loop {
             let now = *inner.borrow_and_update();
             tx.send_if_modified(|v| std::mem::replace(v, now) != now);
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = inner.changed() => if r.is_err() { return },
+                _ = shutdown.cancelled() => break,
+                r = inner.changed() => if r.is_err() { break },
             }
         }
+        if !election.leave(grace).await {
+            tracing::warn!("the lag election did not leave its group within the shutdown grace");
+        }
     });
-    rx
+    (rx, task)
 }
 
-/// Joins the election; the receiver is true while this agent is elected. The group is left
-/// when `shutdown` fires.
+/// Joins the election; [`Election::leader`] is true while this agent is elected. The group
+/// is left when `shutdown` fires ([`Election::leave`] waits for it).
 pub async fn join(
     clients: &Clients,
     cfg: &LagConfig,
     shutdown: CancellationToken,
-) -> Result<watch::Receiver<bool>, KafkaError> {
+) -> Result<Election, KafkaError> {
     let base = clients.config();
     ensure_topic(base, &cfg.election_topic, cfg.request_timeout).await;
     let (tx, rx) = watch::channel(false);
@@ -157,7 +181,7 @@ pub async fn join(
         .set("allow.auto.create.topics", "true");
     let consumer: BaseConsumer<ElectionContext> = c.create_with_context(clients.context_with(
         "lag-election",
-        Election {
+        Rebalances {
             topic: cfg.election_topic.clone(),
             leader: tx,
         },
@@ -173,7 +197,7 @@ pub async fn join(
     };
     // A thread of its own: polling drives the rebalance callbacks and proves liveness to
     // the coordinator (max.poll.interval.ms).
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("lag-election".into())
         .spawn(move || {
             let mut next = Instant::now();
@@ -195,7 +219,7 @@ pub async fn join(
             drop(consumer);
         })
         .map_err(|e| KafkaError::Subscription(format!("cannot start the election thread: {e}")))?;
-    Ok(rx)
+    Ok(Election { leader: rx, thread })
 }
 
 /// The poller's heartbeat, and a guard against a coordinator that completes a rebalance

@@ -88,6 +88,8 @@ pub struct LagMetrics {
     pub groups: IntGauge,
     pub group_partitions: IntGauge,
     pub last_poll: GaugeHandle,
+    pub log_truncations: IntCounterVec,
+    pub truncated_messages: IntCounterVec,
 }
 
 fn reg<T: Collector + Clone + 'static>(r: &Registry, c: T) -> prometheus::Result<T> {
@@ -108,6 +110,8 @@ impl LagMetrics {
             groups: reg(r, IntGauge::new("losswatch_lag_groups", "Consumer groups exported by the last lag poll.")?)?,
             group_partitions: reg(r, IntGauge::new("losswatch_lag_group_partitions", "Group-partitions exported by the last lag poll.")?)?,
             last_poll: reg(r, GaugeHandle::new("losswatch_lag_last_poll_timestamp_seconds", "Wall-clock time the values of the last lag poll describe: when it started reading (Unix time; 0 before the first).")?)?,
+            log_truncations: reg(r, IntCounterVec::new(Opts::new("losswatch_partition_log_truncations_total", "Confirmed truncations of partitions read by consumer groups: the log end went backwards (read twice) under an unchanged topic id."), &["topic", "partition"])?)?,
+            truncated_messages: reg(r, IntCounterVec::new(Opts::new("losswatch_partition_truncated_messages_total", "Messages removed by those truncations (old log end minus new log end)."), &["topic", "partition"])?)?,
         };
         for e in PollError::ALL {
             m.poll_errors.with_label_values(&[e.as_label()]);
@@ -134,6 +138,23 @@ impl LagMetrics {
         self.group_partitions
             .set(i64::try_from(snap.parts.len()).unwrap_or(i64::MAX));
         *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(snap));
+    }
+
+    /// Creates the truncation series of a partition at 0, so that the first truncation is an
+    /// increase.
+    pub fn touch_truncation_series(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        self.log_truncations.with_label_values(&[topic, &p]);
+        self.truncated_messages.with_label_values(&[topic, &p]);
+    }
+
+    /// Counts one confirmed truncation of `messages` messages.
+    pub fn truncation(&self, topic: &str, partition: i32, messages: u64) {
+        let p = partition.to_string();
+        self.log_truncations.with_label_values(&[topic, &p]).inc();
+        self.truncated_messages
+            .with_label_values(&[topic, &p])
+            .inc_by(messages);
     }
 
     /// Removes every per-group and per-partition series: this agent stopped polling.

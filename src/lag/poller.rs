@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::book::{Book, GroupInput, PollInput, Snapshot, Tp};
 use super::config::{GroupFilter, LagConfig, LagMode};
 use super::discovery::{self, Discovery};
-use super::kafka::{self, LagClient};
+use super::kafka::{self, LagAdmin, LagReader};
 use super::metrics::{LagMetrics, PollError};
-use super::{committed, records};
+use super::records;
+use super::stages::Stages;
+use super::topic_loss::{EventSink, TopicWatch};
 use crate::kafka::Clients;
 
 /// The groups of a poll: members (when known) and the topics they are assigned.
@@ -32,10 +34,16 @@ pub struct Poller {
     kafka: Clients,
     /// Created when this agent becomes the poller, dropped when it stops being it: the other
     /// agents of a DaemonSet hold only their election client.
-    client: Option<Arc<LagClient>>,
+    admin: Option<Arc<LagAdmin>>,
+    reader: Option<Arc<LagReader>>,
+    /// `admin`, published for other tasks of the elected agent.
+    shared: watch::Sender<Option<Arc<LagAdmin>>>,
     filter: GroupFilter,
     book: Book,
     discovery: Discovery,
+    /// Truncation and recreation of the topics the groups read.
+    topics: TopicWatch,
+    sink: Option<EventSink>,
     metrics: LagMetrics,
 }
 
@@ -45,34 +53,68 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Poller {
-    pub fn new(cfg: LagConfig, kafka: Clients, filter: GroupFilter, metrics: LagMetrics) -> Poller {
+    pub fn new(
+        cfg: LagConfig,
+        kafka: Clients,
+        filter: GroupFilter,
+        metrics: LagMetrics,
+        sink: Option<EventSink>,
+    ) -> Poller {
         let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
         Poller {
             book: Book::new(cfg.window),
+            topics: TopicWatch::new(sink.clone(), cfg.discovery_interval),
+            sink,
             discovery: Discovery::new(interval_ms),
             cfg,
             kafka,
-            client: None,
+            admin: None,
+            reader: None,
+            shared: watch::Sender::new(None),
             filter,
             metrics,
         }
     }
 
-    /// The poller's client, created on first use.
-    fn client(&mut self) -> Option<Arc<LagClient>> {
-        if self.client.is_none() {
-            match kafka::client(&self.kafka) {
-                Ok(c) => self.client = Some(Arc::new(c)),
+    /// The poller's admin client, created on first use and kept for the whole term.
+    fn admin(&mut self) -> Option<Arc<LagAdmin>> {
+        if self.admin.is_none() {
+            match kafka::admin(&self.kafka) {
+                Ok(a) => {
+                    self.admin = Some(a.clone());
+                    self.shared.send_replace(Some(a));
+                }
                 Err(error) => {
                     self.metrics.error(PollError::Client);
-                    tracing::error!(%error, "cannot create the lag poller's client");
+                    tracing::error!(%error, "cannot create the lag poller's admin client");
                 }
             }
         }
-        self.client.clone()
+        self.admin.clone()
     }
 
-    /// Runs until `shutdown` fires.
+    /// The record reader, created when a timestamp is first wanted and kept for the term.
+    fn reader(&mut self) -> Option<Arc<LagReader>> {
+        if self.reader.is_none() {
+            match kafka::reader(&self.kafka) {
+                Ok(c) => self.reader = Some(Arc::new(c)),
+                Err(error) => {
+                    self.metrics.error(PollError::Client);
+                    tracing::error!(%error, "cannot create the lag poller's record reader");
+                }
+            }
+        }
+        self.reader.clone()
+    }
+
+    /// The elected poller's admin client while this agent polls (`None` otherwise), for
+    /// other cluster-wide tasks to borrow: no second client per concern.
+    pub fn shared_admin(&self) -> watch::Receiver<Option<Arc<LagAdmin>>> {
+        self.shared.subscribe()
+    }
+
+    /// Runs until `shutdown` fires. `election` is this agent's elected flag (see
+    /// [`super::election::spawn_role`]), `None` unless `lag.mode = "elected"`.
     pub async fn run(
         mut self,
         election: Option<watch::Receiver<bool>>,
@@ -146,11 +188,12 @@ impl Poller {
         } else {
             tracing::info!("no longer the lag poller; removing consumer-group series");
             self.metrics.clear();
-            if let Some(c) = self.client.take() {
-                // Closing blocks briefly: not on the runtime.
-                tokio::task::spawn_blocking(move || drop(c));
-            }
+            self.shared.send_replace(None);
+            let (admin, reader) = (self.admin.take(), self.reader.take());
+            // Closing blocks briefly: not on the runtime.
+            tokio::task::spawn_blocking(move || drop((admin, reader)));
             self.book = Book::new(self.cfg.window);
+            self.topics = TopicWatch::new(self.sink.clone(), self.cfg.discovery_interval);
             let interval_ms =
                 i64::try_from(self.cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
             self.discovery = Discovery::new(interval_ms);
@@ -189,61 +232,20 @@ impl Poller {
         let timeout = self.cfg.request_timeout;
         let now = now_ms();
         let mut stages = Stages::new();
-        let client = self.client()?;
-        let lag_client = client.clone();
-        let listed = blocking(move || kafka::list_groups(&client, timeout)).await;
-        let listed = match listed {
-            Some(Ok(l)) => Some(l),
-            Some(Err(error)) => {
-                self.metrics.error(PollError::ListGroups);
-                tracing::debug!(%error, "cannot list consumer groups");
-                None
-            }
-            None => None,
-        };
-        let groups: Groups = if self.cfg.groups.is_empty() {
-            let Some(listed) = listed else {
-                tracing::warn!("cannot list consumer groups; lag not polled");
-                return None;
-            };
-            listed
-                .into_iter()
-                .filter(|(g, _)| self.filter.accepts(g))
-                .map(|(g, l)| (g, (Some(l.members), l.assigned)))
-                .collect()
-        } else {
-            self.cfg
-                .groups
-                .iter()
-                .map(|g| {
-                    // A group the brokers do not list has no members.
-                    let l = listed
-                        .as_ref()
-                        .map(|all| all.get(g).cloned().unwrap_or_default());
-                    let members = l.as_ref().map(|l| l.members);
-                    (
-                        g.clone(),
-                        (members, l.map(|l| l.assigned).unwrap_or_default()),
-                    )
-                })
-                .collect()
-        };
-
+        let admin = self.admin()?;
+        let groups = self.groups(&admin).await?;
         stages.done("list_groups");
-        let client = lag_client.clone();
-        let topics = match blocking(move || kafka::topics(&client, timeout)).await {
-            Some(Ok(t)) => t,
-            other => {
+        let topics = match kafka::topics(&admin, timeout).await {
+            Ok(t) => t,
+            Err(error) => {
                 self.metrics.error(PollError::Metadata);
-                if let Some(Err(error)) = other {
-                    tracing::warn!(%error, "cannot read topic metadata; lag not polled");
-                }
+                tracing::warn!(%error, "cannot read topic metadata; lag not polled");
                 return None;
             }
         };
 
         stages.done("metadata");
-        let committed = self.fetch_committed(&groups, &topics, now).await;
+        let committed = self.fetch_committed(&admin, &groups, &topics, now).await;
         stages.done("committed_offsets");
         self.discovery.retain(|g| groups.contains_key(g));
 
@@ -252,18 +254,17 @@ impl Poller {
             .flatten()
             .flat_map(|c| c.keys().cloned())
             .collect();
-        let client = lag_client.clone();
-        let asked = wanted.clone();
-        let logs = match blocking(move || kafka::log_offsets(&client, &asked, timeout)).await {
-            Some(Ok(l)) => l,
-            other => {
+        let logs = match kafka::log_offsets(&admin, &wanted, timeout).await {
+            Ok(l) => l,
+            Err(error) => {
                 self.metrics.error(PollError::LogOffsets);
-                if let Some(Err(error)) = other {
-                    tracing::warn!(%error, "cannot read log offsets");
-                }
+                tracing::warn!(%error, "cannot read log offsets");
                 wanted.into_iter().map(|tp| (tp, None)).collect()
             }
         };
+        self.topics
+            .observe(&admin, &logs, now, timeout, &self.metrics)
+            .await;
         let unreadable = logs.values().filter(|l| l.is_none()).count();
         if unreadable > 0 {
             self.metrics.errors(PollError::LogOffsets, unreadable);
@@ -285,13 +286,14 @@ impl Poller {
         if self.cfg.read_timestamps {
             let wanted = self.book.wanted_timestamps(&input);
             if !wanted.is_empty() {
-                let client = lag_client.clone();
-                if let Some((r, failed)) =
-                    blocking(move || records::read(&client, &wanted, timeout)).await
-                {
-                    read = r;
-                    if failed > 0 {
-                        self.metrics.errors(PollError::Timestamps, failed);
+                if let Some(reader) = self.reader() {
+                    if let Some((r, failed)) =
+                        blocking(move || records::read(&reader, &wanted, timeout)).await
+                    {
+                        read = r;
+                        if failed > 0 {
+                            self.metrics.errors(PollError::Timestamps, failed);
+                        }
                     }
                 }
             }
@@ -303,10 +305,41 @@ impl Poller {
         Some(snap)
     }
 
-    /// Committed offsets of every group (see [`committed::fetch`]); `None` for a group whose
+    /// The groups to poll, with their members; `None` when the cluster's groups are polled
+    /// and cannot be listed.
+    async fn groups(&mut self, admin: &LagAdmin) -> Option<Groups> {
+        let timeout = self.cfg.request_timeout;
+        let names: Vec<String> = if self.cfg.groups.is_empty() {
+            match kafka::list_group_ids(admin, timeout).await {
+                Ok(all) => all.into_iter().filter(|g| self.filter.accepts(g)).collect(),
+                Err(error) => {
+                    self.metrics.error(PollError::ListGroups);
+                    tracing::warn!(%error, "cannot list consumer groups; lag not polled");
+                    return None;
+                }
+            }
+        } else {
+            self.cfg.groups.clone()
+        };
+        let (described, failed) = kafka::describe_groups(admin, &names, timeout).await;
+        if failed > 0 {
+            // Their members are unknown: STALL and STOP cannot be told apart for them.
+            self.metrics.error(PollError::ListGroups);
+            tracing::debug!(groups = failed, "cannot describe consumer groups");
+        }
+        Some(
+            described
+                .into_iter()
+                .map(|(g, l)| (g, (l.members, l.assigned)))
+                .collect(),
+        )
+    }
+
+    /// Committed offsets of every group (see [`kafka::committed`]); `None` for a group whose
     /// fetch failed. Teaches discovery what each group has commits on.
     async fn fetch_committed(
         &mut self,
+        admin: &LagAdmin,
         groups: &Groups,
         topics: &BTreeMap<String, Vec<i32>>,
         now: i64,
@@ -319,13 +352,8 @@ impl Poller {
                 (g.clone(), q, parts)
             })
             .collect();
-        let fetched = committed::fetch(
-            self.kafka.config(),
-            plans,
-            self.cfg.concurrency,
-            self.cfg.request_timeout,
-        )
-        .await;
+        let fetched =
+            kafka::committed(admin, plans, self.cfg.concurrency, self.cfg.request_timeout).await;
         let mut out = BTreeMap::new();
         for (g, q, r) in fetched {
             match r {
@@ -342,36 +370,6 @@ impl Poller {
             }
         }
         out
-    }
-}
-
-/// Wall time of each stage of a poll, for the debug log.
-struct Stages {
-    last: Instant,
-    done: Vec<(&'static str, f64)>,
-}
-
-impl Stages {
-    fn new() -> Stages {
-        Stages {
-            last: Instant::now(),
-            done: Vec::new(),
-        }
-    }
-
-    fn done(&mut self, stage: &'static str) {
-        let now = Instant::now();
-        self.done.push((stage, (now - self.last).as_secs_f64()));
-        self.last = now;
-    }
-}
-
-impl std::fmt::Display for Stages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (stage, s)) in self.done.iter().enumerate() {
-            write!(f, "{}{stage}={s:.3}s", if i > 0 { " " } else { "" })?;
-        }
-        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::book::Tp;
-use super::kafka::LagClient;
+use super::kafka::LagReader;
 
 /// Partitions assigned at once.
 pub const MAX_ASSIGNED: usize = 1000;
@@ -23,7 +23,7 @@ const SCAN: i64 = 500;
 /// Timestamps (ms) of the first record at or after each wanted offset, and how many could
 /// not be read.
 pub fn read(
-    client: &LagClient,
+    client: &LagReader,
     wanted: &[(Tp, i64)],
     timeout: Duration,
 ) -> (HashMap<(Tp, i64), i64>, usize) {
@@ -51,7 +51,7 @@ pub fn read(
 }
 
 fn read_chunk(
-    client: &LagClient,
+    client: &LagReader,
     chunk: Vec<(Tp, VecDeque<i64>)>,
     deadline: Instant,
     out: &mut HashMap<(Tp, i64), i64>,
