@@ -162,16 +162,18 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
-    let lag = lag::spawn(&config.lag, clients.clone(), lag_metrics, shutdown.clone());
+    // The agent's clients first: settings librdkafka refuses stop the start here, before
+    // the lag poller's clients log the same refusal.
     let agent = Agent::new(
         config.config().clone(),
-        clients,
+        clients.clone(),
         loaded,
         store,
         metrics,
         health.clone(),
         status_tx,
     )?;
+    let lag = lag::spawn(&config.lag, clients, lag_metrics, shutdown.clone());
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,
