@@ -202,6 +202,17 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
+    // The agent's clients first: settings librdkafka refuses stop the start here, before
+    // the lag poller's clients log the same refusal.
+    let agent = Agent::new(
+        config.config().clone(),
+        clients.clone(),
+        loaded,
+        store,
+        metrics,
+        health.clone(),
+        status_tx,
+    )?;
     let audit_metrics = audit::AuditMetrics::register(&registry)?;
     // The lag poller and the audit are cluster-wide: one elected agent does them.
     let (election, election_task) = if config.lag.mode == lag::LagMode::Elected
@@ -239,15 +250,6 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         audit_role,
         shutdown.clone(),
     );
-    let agent = Agent::new(
-        config.config().clone(),
-        clients,
-        loaded,
-        store,
-        metrics,
-        health.clone(),
-        status_tx,
-    )?;
     let app = http::AppState {
         registry: registry.clone(),
         scrape_lock,

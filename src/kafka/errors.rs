@@ -123,12 +123,20 @@ impl KafkaErrors {
         let kind = ErrorKind::of(error, reason);
         self.counter.with_label_values(&[kind.as_label()]).inc();
         if let Ok(mut last) = self.last.lock() {
+            // "All brokers down" follows every failed connection: keep the cause before it.
+            if kind == ErrorKind::AllBrokersDown && last.is_some() {
+                return self.log(client, kind, error, reason);
+            }
             *last = Some(LastError {
                 client,
                 kind,
                 reason: reason.to_owned(),
             });
         }
+        self.log(client, kind, error, reason);
+    }
+
+    fn log(&self, client: &'static str, kind: ErrorKind, error: &KafkaError, reason: &str) {
         let due = match self.logged.lock() {
             Ok(mut logged) => {
                 let now = Instant::now();
@@ -145,8 +153,9 @@ impl KafkaErrors {
         if !due {
             return;
         }
+        let operator = kind.needs_operator();
         let kind = kind.as_label();
-        if ErrorKind::of(error, reason).needs_operator() {
+        if operator {
             tracing::error!(client, kind, %error, reason, "kafka client cannot connect; check the credentials and TLS settings in kafka.properties");
         } else {
             tracing::warn!(client, kind, %error, reason, "kafka client error");

@@ -70,6 +70,10 @@ pub struct Clients {
 impl Clients {
     pub fn new(cfg: &ValidConfig, errors: KafkaErrors) -> Clients {
         let mut config = ClientConfig::new();
+        // rust-rdkafka takes librdkafka's log level from the `log` crate, which is not set
+        // up here (logs go through `tracing`): without this, the `debug` property of
+        // kafka.properties would print nothing.
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
         config.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
         for (k, v) in cfg.kafka_properties() {
             config.set(k, v.expose());

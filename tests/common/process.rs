@@ -131,11 +131,11 @@ grace = "5s"
         };
         let child = cmd
             .args(["run", "--config", self.config.to_str().unwrap()])
-            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "LOSSWATCH_LOG",
                 std::env::var("LOSSWATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.settings.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

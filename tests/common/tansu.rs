@@ -91,6 +91,9 @@ pub struct Tansu {
     storage: Storage,
     log: PathBuf,
     child: Option<Child>,
+    /// More arguments of `tansu broker` (e.g. `--authentication`), used from the next
+    /// [`Tansu::restart`] on.
+    pub extra_args: Vec<String>,
     /// The directory of [`Tansu::memory`] and [`Tansu::sqlite`], removed on drop.
     _dir: Option<tempfile::TempDir>,
 }
@@ -134,10 +137,16 @@ impl Tansu {
             storage,
             log: log_dir.join("tansu.log"),
             child: None,
+            extra_args: Vec::new(),
             _dir: None,
         };
         t.spawn();
         t
+    }
+
+    /// `tansu broker --listener-url` of this broker, for `tansu user create --broker`.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
     }
 
     pub fn bootstrap(&self) -> String {
@@ -161,6 +170,7 @@ impl Tansu {
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &advertised])
             .args(["--storage-engine", &storage])
+            .args(&self.extra_args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
