@@ -52,51 +52,62 @@ async fn tansu_answers() {
         }
     }
     let a = admin(&b);
-    eprintln!("describe_cluster: {:?}", a.describe_cluster(&opts()).await);
-    eprintln!(
-        "list_consumer_groups: {:?}",
-        a.list_consumer_groups(&opts()).await
+    let c = a.describe_cluster(&opts()).await.unwrap();
+    assert_eq!(c.cluster_id.as_deref(), Some("tansu_cluster"));
+    assert_eq!(c.nodes.len(), 1);
+    assert_eq!(c.controller, Some(c.nodes[0].clone()));
+    let listed = a.list_consumer_groups(&opts()).await.unwrap();
+    assert!(listed.errors.is_empty(), "{listed:?}");
+    assert!(
+        listed.groups.iter().any(|g| g.group_id == "app"),
+        "{listed:?}"
     );
-    eprintln!(
-        "describe_consumer_groups: {:?}",
-        a.describe_consumer_groups(&["app", "live", "nobody"], &opts())
-            .await
-    );
-    eprintln!(
-        "offsets(all): {:?}",
-        a.list_consumer_group_offsets("app", None, &opts()).await
-    );
+    let d = a
+        .describe_consumer_groups(&["live", "nobody"], &opts())
+        .await
+        .unwrap();
+    assert_eq!(d[0].state, rdkafka_admin_ext::GroupState::Stable);
+    // Tansu 0.6.0 describes a live group without its members.
+    assert!(d[0].members.is_empty(), "{:?}", d[0]);
+    assert_eq!(d[1].state, rdkafka_admin_ext::GroupState::Empty);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition("orders", 0);
     tpl.add_partition("orders", 1);
-    eprintln!(
-        "offsets(named): {:?}",
-        a.list_consumer_group_offsets("app", Some(&tpl), &opts())
-            .await
-    );
-    eprintln!(
-        "offsets(nobody): {:?}",
-        a.list_consumer_group_offsets("nobody", Some(&tpl), &opts())
-            .await
-    );
-    for spec in [
-        OffsetSpec::Latest,
-        OffsetSpec::Earliest,
-        OffsetSpec::MaxTimestamp,
-        OffsetSpec::Timestamp(0),
-    ] {
-        eprintln!(
-            "list_offsets({spec:?}): {:?}",
-            a.list_offsets(
-                &[("orders", 0, spec), ("orders", 1, spec), ("nope", 0, spec)],
-                &opts()
-            )
-            .await
-        );
-    }
-    eprintln!(
-        "describe_topics: {:?}",
-        a.describe_topics(&["orders", "nope"], &opts()).await
-    );
-    panic!("explore");
+    let off = |v: Vec<rdkafka_admin_ext::CommittedOffset>| -> Vec<(i32, Option<i64>)> {
+        v.into_iter().map(|c| (c.partition, c.offset)).collect()
+    };
+    let named = off(a
+        .list_consumer_group_offsets("app", Some(&tpl), &opts())
+        .await
+        .unwrap());
+    assert_eq!(named, [(0, Some(4)), (1, Some(0))]);
+    let all = off(a
+        .list_consumer_group_offsets("app", None, &opts())
+        .await
+        .unwrap());
+    assert_eq!(all, named, "Tansu answers an OffsetFetch for all topics");
+    let none = off(a
+        .list_consumer_group_offsets("nobody", Some(&tpl), &opts())
+        .await
+        .unwrap());
+    assert_eq!(none, [(0, None), (1, None)]);
+    let earliest = a
+        .list_offsets(
+            &[
+                ("orders", 0, OffsetSpec::Earliest),
+                ("nope", 0, OffsetSpec::Earliest),
+            ],
+            &opts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(earliest[0].offset, Ok(0));
+    assert!(earliest[1].offset.is_err());
+    let topics = a
+        .describe_topics(&["orders", "nope"], &opts())
+        .await
+        .unwrap();
+    assert!(!topics[0].topic_id.is_zero() && topics[0].error.is_none());
+    assert_eq!(topics[0].partitions.len(), 2);
+    assert!(topics[1].error.is_some());
 }

@@ -106,8 +106,9 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     let s = more_polls(addr, 4.0).await;
     for p in ["0", "1"] {
         assert!(
-            s.0.iter().any(|(n, l, _)| n == "losswatch_partition_log_truncations_total"
-                && l.get("partition").map(String::as_str) == Some(p)),
+            s.0.iter()
+                .any(|(n, l, _)| n == "losswatch_partition_log_truncations_total"
+                    && l.get("partition").map(String::as_str) == Some(p)),
             "truncation series of orders/{p} exist at 0 before any truncation"
         );
         assert_eq!(truncations(&s, "orders", p), 0.0);
@@ -179,7 +180,10 @@ async fn power_loss_on_memory_storage_is_a_recreation_not_a_truncation() {
     })
     .await;
     let s = more_polls(addr, 3.0).await;
-    assert_eq!(s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")), 2.0);
+    assert_eq!(
+        s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")),
+        2.0
+    );
     assert_eq!(truncations(&s, "orders", "0"), 0.0);
     assert_eq!(removed(&s, "orders", "0"), 0.0);
     assert!(events(addr, "topic_truncation").is_empty());

@@ -199,7 +199,9 @@ impl Poller {
         }
         if let Some(m) = membership {
             if !m.leave(self.grace).await {
-                tracing::warn!("the lag election did not leave its group within the shutdown grace");
+                tracing::warn!(
+                    "the lag election did not leave its group within the shutdown grace"
+                );
             }
         }
     }
