@@ -87,8 +87,8 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     let b = t.bootstrap();
     create_topic(&b, "orders", 2, &[]).await;
     let now = now_ms();
-    produce(&b, "orders", 0, &vec![now; 10]);
-    produce(&b, "orders", 1, &vec![now; 6]);
+    produce(&b, "orders", 0, &[now; 10]);
+    produce(&b, "orders", 1, &[now; 6]);
     commit(&b, "app", &[("orders", 0, 2), ("orders", 1, 1)]);
 
     let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
@@ -157,7 +157,7 @@ async fn power_loss_on_memory_storage_is_a_recreation_not_a_truncation() {
     let mut t = Tansu::memory();
     let b = t.bootstrap();
     create_topic(&b, "orders", 1, &[]).await;
-    produce(&b, "orders", 0, &vec![now_ms(); 8]);
+    produce(&b, "orders", 0, &[now_ms(); 8]);
     commit(&b, "app", &[("orders", 0, 3)]);
     let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
     let addr = agent.addr;
@@ -172,7 +172,7 @@ async fn power_loss_on_memory_storage_is_a_recreation_not_a_truncation() {
     // fewer messages, and the group commits on it again.
     t.restart();
     create_topic(&b, "orders", 1, &[]).await;
-    produce(&b, "orders", 0, &vec![now_ms(); 2]);
+    produce(&b, "orders", 0, &[now_ms(); 2]);
     commit(&b, "app", &[("orders", 0, 1)]);
     let ev = eventually(WAIT, "topic_recreated event", || {
         let ev = events(addr, "topic_recreated");
@@ -199,8 +199,8 @@ async fn topic_deleted_and_created_again_is_a_recreation_not_a_truncation() {
     let t = Tansu::memory();
     let b = t.bootstrap();
     create_topic(&b, "orders", 2, &[]).await;
-    produce(&b, "orders", 0, &vec![now_ms(); 5]);
-    produce(&b, "orders", 1, &vec![now_ms(); 4]);
+    produce(&b, "orders", 0, &[now_ms(); 5]);
+    produce(&b, "orders", 1, &[now_ms(); 4]);
     commit(&b, "app", &[("orders", 0, 5), ("orders", 1, 0)]);
     let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
     let addr = agent.addr;
@@ -213,7 +213,7 @@ async fn topic_deleted_and_created_again_is_a_recreation_not_a_truncation() {
 
     common::tansu::delete_topic(&b, "orders").await;
     create_topic(&b, "orders", 2, &[]).await;
-    produce(&b, "orders", 0, &vec![now_ms(); 1]);
+    produce(&b, "orders", 0, &[now_ms(); 1]);
     commit(&b, "app", &[("orders", 0, 0), ("orders", 1, 0)]);
     let ev = eventually(WAIT, "topic_recreated event", || {
         let ev = events(addr, "topic_recreated");
