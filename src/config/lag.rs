@@ -54,6 +54,10 @@ pub struct LagConfig {
     /// Session timeout of the election group: how fast a dead poller is replaced.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// Track truncation of the topics the groups read (DescribeTopics for topic ids). Off by
+    /// default: librdkafka 2.12.1 crashed (SIGSEGV in its metadata cache) when a topic read
+    /// this way was deleted and created again with a new id.
+    pub track_truncation: bool,
 }
 
 impl Default for LagConfig {
@@ -73,6 +77,7 @@ impl Default for LagConfig {
             election_group: "losswatch-lag-election".into(),
             election_topic: "losswatch-lag-election".into(),
             session_timeout: Duration::from_secs(10),
+            track_truncation: false,
         }
     }
 }

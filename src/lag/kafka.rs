@@ -13,7 +13,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
-use rdkafka_admin_ext::{Admin, OffsetSpec, Options, TopicId};
+use rdkafka_admin_ext::{Admin, GroupState, OffsetSpec, Options, TopicId};
 use tokio::task::JoinSet;
 
 use super::book::{LogOffsets, Tp};
@@ -102,6 +102,7 @@ pub async fn describe_groups(
 ) -> (BTreeMap<String, Listed>, usize) {
     let mut out = BTreeMap::new();
     let mut failed = 0;
+    let mut unlisted = Vec::new();
     // Every batch is sent before the first answer is awaited.
     let replies: Vec<_> = groups
         .chunks(DESCRIBE_BATCH)
@@ -121,6 +122,16 @@ pub async fn describe_groups(
                         failed += 1;
                         Listed::default()
                     } else {
+                        if d.members.is_empty()
+                            && matches!(
+                                d.state,
+                                GroupState::Stable
+                                    | GroupState::PreparingRebalance
+                                    | GroupState::CompletingRebalance
+                            )
+                        {
+                            unlisted.push(d.group_id.clone());
+                        }
                         Listed {
                             members: Some(d.members.len()),
                             assigned: d
@@ -137,6 +148,26 @@ pub async fn describe_groups(
                 tracing::debug!(%error, "cannot describe consumer groups");
                 failed += asked;
             }
+        }
+    }
+    // A group the coordinator calls Stable (or rebalancing) has members. Tansu 0.6.0 answers
+    // DescribeConsumerGroups for such a group with none, which would read as STOP where the
+    // truth is STALL: ask the classic DescribeGroups on the same client for those only.
+    for g in unlisted {
+        let client = admin.client().clone();
+        let name = g.clone();
+        let members = tokio::task::spawn_blocking(move || {
+            client
+                .inner()
+                .fetch_group_list(Some(&name), timeout)
+                .ok()
+                .and_then(|l| l.groups().first().map(|x| x.members().len()))
+        })
+        .await
+        .ok()
+        .flatten();
+        if let (Some(n), Some(l)) = (members, out.get_mut(&g)) {
+            l.members = Some(n);
         }
     }
     for g in groups {

@@ -262,9 +262,11 @@ impl Poller {
                 wanted.into_iter().map(|tp| (tp, None)).collect()
             }
         };
-        self.topics
-            .observe(&admin, &logs, now, timeout, &self.metrics)
-            .await;
+        if self.cfg.track_truncation {
+            self.topics
+                .observe(&admin, &logs, now, timeout, &self.metrics)
+                .await;
+        }
         let unreadable = logs.values().filter(|l| l.is_none()).count();
         if unreadable > 0 {
             self.metrics.errors(PollError::LogOffsets, unreadable);
