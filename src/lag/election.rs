@@ -113,6 +113,22 @@ impl Election {
     }
 }
 
+/// Waits until this agent's elected flag changes and returns it; without an election it
+/// never returns. When the election ends (the agent shuts down) `election` becomes `None`
+/// and the answer is "not elected". The lag poller and the audit both follow it this way.
+pub async fn next_change(election: &mut Option<watch::Receiver<bool>>) -> bool {
+    let Some(rx) = election.as_mut() else {
+        return std::future::pending().await;
+    };
+    match rx.changed().await {
+        Ok(()) => *rx.borrow_and_update(),
+        Err(_) => {
+            *election = None;
+            false
+        }
+    }
+}
+
 /// Joins the election in the background and returns at once: the receiver is false until
 /// this agent is elected, true while it is. The lag poller and the durability audit both
 /// follow it. Failing to join is not fatal for the canary: the error is logged and counted,

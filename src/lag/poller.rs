@@ -141,21 +141,10 @@ impl Poller {
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
-            let changed = async {
-                match election.as_mut() {
-                    Some(rx) => rx.changed().await.ok().map(|()| *rx.borrow_and_update()),
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                now = changed => {
-                    // `None`: the election ended (the agent is shutting down).
-                    if now.is_none() {
-                        election = None;
-                    }
-                    let now = now.unwrap_or(false);
+                now = crate::lag::election::next_change(&mut election) => {
                     if now != elected {
                         elected = now;
                         self.on_leadership(now);
