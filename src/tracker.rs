@@ -21,7 +21,9 @@
 //!    whose record differs was overwritten (**lost**, truncation).
 //! 4. **Out of range.** A fetch refused as out of range is classified by the watermarks read
 //!    after it: below the log start means retention removed unread data (**expired unread**,
-//!    the consumer stage); above the log end means truncation. An out-of-range alone never
+//!    the consumer stage); above the log end means truncation. Watermarks that arrive after
+//!    the reader has moved or a truncation was detected are stale and only resume it (they
+//!    were read for a position it has left). An out-of-range alone never
 //!    declares a loss (a late watermark read could race a new append); the rules above do, one
 //!    probe interval later at most.
 //!
@@ -190,6 +192,14 @@ pub struct Ack {
     pub produced_at_us: i64,
     /// [`Tracker::epoch`] of the partition when the probe was sent.
     pub sent_epoch: u64,
+}
+
+/// The reader's position and truncation epoch when a fetch was refused as out of range
+/// ([`Tracker::refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub position: i64,
+    pub epoch: u64,
 }
 
 /// What the verifier read at an offset.
@@ -525,11 +535,41 @@ impl Tracker {
         );
     }
 
-    /// A fetch at the reader's position was refused as out of range; `low` and `high` are
-    /// the watermarks read afterwards.
-    pub fn on_out_of_range(&mut self, partition: i32, low: i64, high: i64, out: &mut Vec<Verdict>) {
+    /// Where the reader of `partition` stands now: taken when a fetch is refused as out of
+    /// range, and handed back with the watermarks read afterwards.
+    pub fn refused(&self, partition: i32) -> Refused {
+        self.parts.get(&partition).map_or(
+            Refused {
+                position: 0,
+                epoch: 0,
+            },
+            |p| Refused {
+                position: p.position,
+                epoch: p.epoch,
+            },
+        )
+    }
+
+    /// A fetch at `refused.position` was refused as out of range; `low` and `high` are the
+    /// watermarks read afterwards. If the reader has moved or a truncation was detected while
+    /// they were read, they judge a position the reader has left: it only resumes.
+    pub fn on_out_of_range(
+        &mut self,
+        partition: i32,
+        refused: Refused,
+        low: i64,
+        high: i64,
+        out: &mut Vec<Verdict>,
+    ) {
         let part = self.parts.entry(partition).or_default();
         let position = part.position;
+        if refused.position != position || refused.epoch != part.epoch {
+            out.push(Verdict::Seek {
+                partition,
+                offset: position,
+            });
+            return;
+        }
         if position < low {
             // Retention removed [position, low) before the reader got there.
             while part.pending.front().is_some_and(|p| p.offset < low) {

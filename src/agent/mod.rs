@@ -54,6 +54,7 @@ enum Background {
     Starts(Vec<(i32, PartitionInfo, Result<i64, KafkaError>)>),
     Watermarks {
         partition: i32,
+        refused: crate::tracker::Refused,
         result: Result<(i64, i64), KafkaError>,
     },
     /// Partitions added to the canary topic (or why not).

@@ -29,6 +29,9 @@ impl Agent {
                     position = self.tracker.position(p),
                     "verifier fetch out of range; reading watermarks"
                 );
+                // The reader may move while the watermarks are read (an append below it
+                // rewinds it); the tracker judges them against where it stood now.
+                let refused = self.tracker.refused(p);
                 let consumer = self.verifier.consumer().clone();
                 let topic = self.topic.clone();
                 let tx = self.bg_tx.clone();
@@ -36,6 +39,7 @@ impl Agent {
                     let result = consumer.fetch_watermarks(&topic, p, KAFKA_TIMEOUT);
                     let _ = tx.blocking_send(Background::Watermarks {
                         partition: p,
+                        refused,
                         result,
                     });
                 });

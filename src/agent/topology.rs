@@ -79,10 +79,14 @@ impl Agent {
                 self.reassign();
             }
             Background::Grown(res) => self.on_grown(res),
-            Background::Watermarks { partition, result } => match result {
+            Background::Watermarks {
+                partition,
+                refused,
+                result,
+            } => match result {
                 Ok((low, high)) => {
                     self.tracker
-                        .on_out_of_range(partition, low, high, &mut self.verdicts);
+                        .on_out_of_range(partition, refused, low, high, &mut self.verdicts);
                     self.emit_verdicts();
                     self.refresh_pending(partition);
                 }

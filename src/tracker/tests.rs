@@ -180,7 +180,7 @@ fn out_of_range_below_start_is_expired_unread() {
     t.add_partition(P, 0);
     ack(&mut t, 1, 0, 1, 0, 0, &mut out);
     ack(&mut t, 2, 1, 1, 0, 0, &mut out);
-    t.on_out_of_range(P, 1, 5, &mut out);
+    t.on_out_of_range(P, t.refused(P), 1, 5, &mut out);
     assert_eq!(kinds(&out), ["expired", "seek"]);
     assert_eq!(t.totals(P).expired_unread, 1);
     assert_eq!(t.totals(P).lost, 0);
@@ -193,7 +193,7 @@ fn out_of_range_above_end_counts_truncation_but_no_loss_yet() {
     let mut out = vec![];
     t.add_partition(P, 100);
     ack(&mut t, 1, 100, 1, 0, 0, &mut out);
-    t.on_out_of_range(P, 0, 0, &mut out);
+    t.on_out_of_range(P, t.refused(P), 0, 0, &mut out);
     assert_eq!(kinds(&out), ["truncation", "seek"]);
     assert_eq!(t.totals(P).lost, 0);
     // The next append proves the loss, without counting the truncation again.
@@ -207,8 +207,29 @@ fn stale_out_of_range_only_resumes() {
     let mut t = tracker();
     let mut out = vec![];
     t.add_partition(P, 5);
-    t.on_out_of_range(P, 0, 10, &mut out);
+    t.on_out_of_range(P, t.refused(P), 0, 10, &mut out);
     assert_eq!(kinds(&out), ["seek"]);
+}
+
+/// The restart on an empty cluster: the fetch at the saved position is refused, and while
+/// its watermarks are read the first append proves the truncation and rewinds the reader.
+/// The watermarks, read before that append, must not count the truncation again.
+#[test]
+fn watermarks_read_before_a_rewind_count_nothing() {
+    let mut t = tracker();
+    let mut out = vec![];
+    t.add_partition(P, 100);
+    ack(&mut t, 1, 100, 1, 0, 0, &mut out);
+    let refused = t.refused(P);
+    ack(&mut t, 2, 0, 1, 0, 0, &mut out);
+    assert_eq!(kinds(&out), ["lost", "seek", "truncation"]);
+    t.on_record(P, 0, own(2), 0, &mut out);
+    out.clear();
+    t.on_out_of_range(P, refused, 0, 0, &mut out);
+    assert_eq!(kinds(&out), ["seek"]);
+    assert_eq!(t.position(P), Some(1));
+    let tot = t.totals(P);
+    assert_eq!((tot.truncations, tot.lost, tot.received), (1, 1, 1));
 }
 
 #[test]
@@ -452,7 +473,7 @@ fn step(
         }
         Op::Read => {
             if sim.reader < sim.start || sim.reader > sim.end {
-                t.on_out_of_range(P, sim.start, sim.end, &mut out);
+                t.on_out_of_range(P, t.refused(P), sim.start, sim.end, &mut out);
             } else if sim.reader < sim.end {
                 let o = sim.reader;
                 let rec = sim.log[&o];
