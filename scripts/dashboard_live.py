@@ -48,8 +48,6 @@ CORE_PANELS = {
     "Late, duplicated and reordered probes",
     "End-to-end latency (send to read back)",
     "Acknowledgement latency",
-    "End-to-end latency p50 / p99 by partition (5m)",
-    "Acknowledgement latency p50 / p99 by partition (5m)",
     "End-to-end latency p99 by leader broker",
     "Acknowledgement latency p99 by leader broker",
     "Pending probes by partition",
@@ -74,6 +72,14 @@ DATA_NOT_REQUIRED = {
     "Lag poller": LAG,
     "Foreign records on the canary topic": "series appear only when a record that is not a probe is read",
 }
+
+# Latency per partition: only an agent with metrics.per_partition_histograms = true exports it.
+# Core with --per-partition-histograms, data not required otherwise.
+PER_PARTITION_PANELS = [
+    "End-to-end latency p50 / p99 by partition (5m)",
+    "Acknowledgement latency p50 / p99 by partition (5m)",
+]
+PER_PARTITION = "latency histograms carry a partition label only with metrics.per_partition_histograms = true"
 
 # Variables that must have values while an agent runs; each is also tried with one value.
 CORE_VARIABLES = ["topic", "partition", "broker"]
@@ -282,7 +288,14 @@ def main():
     ap.add_argument("--prometheus", required=True, help="base URL, e.g. http://127.0.0.1:9090")
     ap.add_argument("--dashboard", required=True)
     ap.add_argument("--deadline", type=float, default=90, help="seconds to keep retrying")
+    ap.add_argument("--per-partition-histograms", action="store_true",
+                    help="the agent exports per-partition latency histograms: their panels are core")
     args = ap.parse_args()
+    for title in PER_PARTITION_PANELS:
+        if args.per_partition_histograms:
+            CORE_PANELS.add(title)
+        else:
+            DATA_NOT_REQUIRED[title] = PER_PARTITION
 
     with open(args.dashboard, encoding="utf-8") as f:
         dash = json.load(f)

@@ -189,7 +189,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     .await??;
 
     let registry = Registry::new();
-    let metrics = Metrics::register(&registry)?;
+    let metrics = Metrics::register(&registry, config.metrics.per_partition_histograms)?;
     metrics
         .build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -111,6 +111,9 @@ struct DemoArgs {
     /// Run without the loss schedule (nothing is injected; nothing may be counted).
     #[arg(long)]
     no_chaos: bool,
+    /// Latency histograms per partition too (`metrics.per_partition_histograms`).
+    #[arg(long)]
+    per_partition_histograms: bool,
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +249,7 @@ fn dispatch(cli: Cli, o: Overrides, runtime: &tokio::runtime::Runtime) -> ExitCo
                 probe_interval: d.probe_interval,
                 chaos: !d.no_chaos,
                 web_config_file: cli.config.web_config_file.clone(),
+                per_partition_histograms: d.per_partition_histograms,
             };
             runtime.block_on(async {
                 let token = CancellationToken::new();

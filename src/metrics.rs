@@ -51,8 +51,8 @@ pub struct Metrics {
     pub truncations: IntCounterVec,
     pub foreign: IntCounterVec,
     pub other_instance: IntCounterVec,
-    pub ack_latency: HistogramVec,
-    pub e2e_latency: HistogramVec,
+    pub ack_latency: Latency,
+    pub e2e_latency: Latency,
     pub leader: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub ready: IntGauge,
@@ -61,6 +61,7 @@ pub struct Metrics {
     pub metadata_errors: IntCounter,
     pub ledger_write_seconds: Histogram,
     pub ledger_errors: IntCounter,
+    pub ledger_events_dropped: IntCounter,
     pub producer_restarts: IntCounter,
     pub weak_producer: IntGauge,
     pub broker_canary_partitions: IntGaugeVec,
@@ -90,24 +91,58 @@ fn gauge(
     Ok(g)
 }
 
-fn histogram(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> prometheus::Result<HistogramVec> {
-    let h = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
-        labels,
-    )?;
-    reg.register(Box::new(h.clone()))?;
-    Ok(h)
+/// A latency histogram labelled by topic and leader broker, and by partition too when
+/// `metrics.per_partition_histograms` is set. Per broker is the default because a histogram
+/// is 18 series: per partition it would be most of an agent's series.
+#[derive(Clone)]
+pub struct Latency {
+    hist: HistogramVec,
+    per_partition: bool,
+}
+
+impl Latency {
+    fn register(
+        reg: &Registry,
+        name: &str,
+        help: &str,
+        per_partition: bool,
+    ) -> prometheus::Result<Latency> {
+        let labels: &[&str] = if per_partition {
+            &["topic", "partition", "broker"]
+        } else {
+            &["topic", "broker"]
+        };
+        let hist = HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            labels,
+        )?;
+        reg.register(Box::new(hist.clone()))?;
+        Ok(Latency {
+            hist,
+            per_partition,
+        })
+    }
+
+    /// Records one latency of a probe on `partition`, whose leader was `broker`.
+    pub fn observe(&self, topic: &str, partition: i32, broker: i32, seconds: f64) {
+        let b = broker.to_string();
+        if self.per_partition {
+            let p = partition.to_string();
+            self.hist
+                .with_label_values(&[topic, &p, &b])
+                .observe(seconds);
+        } else {
+            self.hist.with_label_values(&[topic, &b]).observe(seconds);
+        }
+    }
 }
 
 const TP: &[&str] = &["topic", "partition"];
 
 impl Metrics {
-    pub fn register(reg: &Registry) -> prometheus::Result<Metrics> {
+    /// Registers every agent metric; `per_partition_histograms` is
+    /// `metrics.per_partition_histograms`.
+    pub fn register(reg: &Registry, per_partition_histograms: bool) -> prometheus::Result<Metrics> {
         let oldest = prometheus::GaugeVec::new(
             Opts::new(
                 "losswatch_oldest_pending_probe_age_seconds",
@@ -144,6 +179,11 @@ impl Metrics {
             "State file writes that failed (state is retried at the next flush).",
         )?;
         reg.register(Box::new(ledger_errors.clone()))?;
+        let ledger_events_dropped = IntCounter::new(
+            "losswatch_ledger_events_dropped_total",
+            "Loss events not written to the state file because it stayed unwritable for longer than state.max_events events (the metrics count them).",
+        )?;
+        reg.register(Box::new(ledger_events_dropped.clone()))?;
         let producer_restarts = IntCounter::new(
             "losswatch_producer_restarts_total",
             "Times the canary producer was recreated after a fatal librdkafka error.",
@@ -238,8 +278,18 @@ impl Metrics {
                 "Probes of other losswatch instances read on the canary topic.",
                 &["topic", "instance"],
             )?,
-            ack_latency: histogram(reg, "losswatch_ack_latency_seconds", "Time from send to acknowledgement.", TP)?,
-            e2e_latency: histogram(reg, "losswatch_e2e_latency_seconds", "Time from production to first arrival at the verifier.", TP)?,
+            ack_latency: Latency::register(
+                reg,
+                "losswatch_ack_latency_seconds",
+                "Time from send to acknowledgement, by the partition leader that acknowledged.",
+                per_partition_histograms,
+            )?,
+            e2e_latency: Latency::register(
+                reg,
+                "losswatch_e2e_latency_seconds",
+                "Time from production to first arrival at the verifier, by the partition leader at ack time.",
+                per_partition_histograms,
+            )?,
             leader: gauge(reg, "losswatch_partition_leader", "Leader broker id of the partition (-1 when leaderless).", TP)?,
             build_info: gauge(reg, "losswatch_build_info", "Always 1; the version label tells the build.", &["version"])?,
             ready,
@@ -253,6 +303,7 @@ impl Metrics {
             metadata_errors,
             ledger_write_seconds,
             ledger_errors,
+            ledger_events_dropped,
             producer_restarts,
         })
     }
@@ -283,8 +334,6 @@ impl Metrics {
         self.pending.with_label_values(&l);
         self.restored_pending.with_label_values(&l);
         self.oldest_pending_age.with_label_values(&l);
-        self.ack_latency.with_label_values(&l);
-        self.e2e_latency.with_label_values(&l);
     }
 }
 

@@ -145,6 +145,8 @@ pub enum Verdict {
         partition: i32,
         seq: u64,
         offset: i64,
+        /// Leader of the partition when the probe was acked.
+        broker: i32,
         e2e_us: i64,
         late: bool,
         reordered: bool,
@@ -673,6 +675,7 @@ impl Partition {
             partition,
             seq: probe.seq,
             offset: probe.offset,
+            broker: probe.broker,
             e2e_us,
             late,
             reordered,

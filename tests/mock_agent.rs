@@ -94,7 +94,7 @@ async fn steady_state_verifies_every_partition() {
     );
     assert!(s.sum("losswatch_e2e_latency_seconds_count", &[]) >= 30.0);
     assert!(s.sum("losswatch_ack_latency_seconds_count", &[]) >= 30.0);
-    // Loss series exist at zero for every broker before any loss, so a first loss is visible
+    // Loss series exist at zero for every replica (here every broker) before any loss, so a first loss is visible
     // to increase().
     assert_eq!(
         s.label_values("losswatch_probes_lost_total", "broker"),

@@ -113,7 +113,7 @@ async fn demo_group_falls_behind_stops_and_catches_up() {
         summary_every: Duration::from_secs(30),
         probe_interval: Duration::from_millis(500),
         chaos: false,
-        web_config_file: None,
+        ..losswatch::demo::DemoOptions::default()
     };
     let stop = CancellationToken::new();
     // The demo owns the mock cluster, which is not Send: it runs here, and the watcher, which

@@ -325,11 +325,13 @@ impl Agent {
                 let pl = p.to_string();
                 let labels = [self.topic.as_str(), pl.as_str()];
                 self.metrics.acked.with_label_values(&labels).inc();
-                self.metrics
-                    .ack_latency
-                    .with_label_values(&labels)
-                    .observe(probe.sent_at.elapsed().as_secs_f64());
                 let broker = self.parts.get(&p).map_or(-1, |s| s.info.leader);
+                self.metrics.ack_latency.observe(
+                    &self.topic,
+                    p,
+                    broker,
+                    probe.sent_at.elapsed().as_secs_f64(),
+                );
                 let ack = Ack {
                     seq: probe.seq,
                     offset,

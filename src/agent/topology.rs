@@ -171,9 +171,14 @@ impl Agent {
                 .leader
                 .with_label_values(&[self.topic.as_str(), pl.as_str()])
                 .set(i64::from(info.leader));
-            // Lost series exist at zero for every broker, so that the first loss is an
-            // increase that rules can see.
-            for b in &view.brokers {
+            // Lost series exist at zero for every replica of the partition (the leader at
+            // ack time is one of them), so that the first loss is an increase that rules can
+            // see. Per replica, not per broker: the series per partition stay bounded by the
+            // replication factor, not by the size of the cluster.
+            for b in info.replicas.iter().chain(std::iter::once(&info.leader)) {
+                if *b < 0 {
+                    continue;
+                }
                 let bl = b.to_string();
                 self.metrics.lost.with_label_values(&[
                     self.topic.as_str(),

@@ -55,6 +55,7 @@ impl Agent {
                 partition,
                 seq,
                 offset,
+                broker,
                 e2e_us,
                 late,
                 reordered,
@@ -63,8 +64,7 @@ impl Agent {
                 let l = [topic, p.as_str()];
                 m.received.with_label_values(&l).inc();
                 m.e2e_latency
-                    .with_label_values(&l)
-                    .observe(e2e_us as f64 / 1e6);
+                    .observe(topic, partition, broker, e2e_us as f64 / 1e6);
                 if late {
                     m.late.with_label_values(&l).inc();
                     tracing::warn!(partition, seq, offset, e2e_ms = e2e_us / 1000, "late probe");

@@ -7,7 +7,7 @@
 //!
 //! | module | section |
 //! |---|---|
-//! | this one | `[kafka]`, `[canary]`, `[http]`, `[state]`, `[shutdown]` |
+//! | this one | `[kafka]`, `[canary]`, `[http]`, `[state]`, `[shutdown]`, `[audit]`, `[metrics]` |
 //! | [`lag`] | `[lag]` and the group filter |
 //! | [`web`] | the exporter toolkit's web-config file named by `http.web_config_file` |
 
@@ -36,6 +36,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub lag: LagConfig,
     pub audit: AuditConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +146,15 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// What `/metrics` exports beyond the fixed set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Label the latency histograms by partition as well as by leader broker: 36 more series
+    /// per canary partition. Off by default: the histograms are per (topic, broker).
+    pub per_partition_histograms: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -57,6 +57,8 @@ pub struct DemoOptions {
     pub chaos: bool,
     /// Web-config file for the endpoints (TLS, basic auth).
     pub web_config_file: Option<PathBuf>,
+    /// `metrics.per_partition_histograms` for the agent.
+    pub per_partition_histograms: bool,
 }
 
 impl DemoOptions {
@@ -91,6 +93,7 @@ impl Default for DemoOptions {
             probe_interval: Duration::from_millis(500),
             chaos: true,
             web_config_file: None,
+            per_partition_histograms: false,
         }
     }
 }
@@ -218,6 +221,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Outco
     cfg.audit.interval = Duration::from_secs(30);
     cfg.audit.request_timeout = Duration::from_secs(2);
     cfg.http.web_config_file = opts.web_config_file.clone();
+    cfg.metrics.per_partition_histograms = opts.per_partition_histograms;
 
     let started = Instant::now();
     let mut world = World {

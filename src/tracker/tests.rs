@@ -72,6 +72,7 @@ fn ack_then_read_is_delivered() {
     assert!(matches!(
         out[0],
         Verdict::Delivered {
+            broker: 2,
             e2e_us: 2_000,
             late: false,
             ..
