@@ -201,6 +201,11 @@ impl Ledger {
         Ok(Ledger { conn, max_events })
     }
 
+    /// Loss events the file keeps (older ones are deleted).
+    pub fn max_events(&self) -> usize {
+        self.max_events
+    }
+
     /// Loads state for `topic`. State saved for another topic is dropped (its offsets mean
     /// nothing on this one); the instance id and the event log are kept.
     pub fn load(&mut self, topic: &str) -> Result<Loaded, LedgerError> {
