@@ -2,7 +2,8 @@
 # Runs every check and test of the project; exits non-zero on the first failure.
 #   1. formatting and lints
 #   2. unit, property, MockCluster, binary-level and real-broker tests (cargo test); the Tansu
-#      broker the real-broker tests start is installed first (pinned, built once, then cached)
+#      broker the real-broker tests start is installed first (pinned, built once, then cached),
+#      and stunnel, the TLS terminator the Kafka TLS tests put in front of it (installs if missing)
 #   3. Prometheus rules: promtool syntax + unit tests, runbook anchors, generated PrometheusRule,
 #      dashboard queries (installs promtool if missing)
 #   4. the dashboard against live data: every query through a real Prometheus scraping the demo
@@ -30,6 +31,11 @@ step "Tansu broker for the real-broker tests"
 LOSSWATCH_TANSU="$(scripts/install-tansu.sh | tail -n1)"
 export LOSSWATCH_TANSU
 echo "using $("$LOSSWATCH_TANSU" --version 2>&1 | head -n1) at $LOSSWATCH_TANSU"
+
+step "TLS terminator and openssl for the Kafka TLS tests"
+LOSSWATCH_STUNNEL="$(scripts/install-tls-tools.sh | tail -n1)"
+export LOSSWATCH_STUNNEL
+echo "using $("$LOSSWATCH_STUNNEL" -version 2>&1 | grep -m1 '^stunnel') at $LOSSWATCH_STUNNEL, $(openssl version)"
 
 step "cargo test"
 cargo test --locked --workspace

@@ -1,8 +1,9 @@
 //! SASL against a real broker (Tansu 0.6.0 with `--authentication`): SCRAM-SHA-256 and
 //! SCRAM-SHA-512 with the password from `kafka.secret_files`, and bad credentials, which must
 //! be a clear log line, a counted `losswatch_kafka_errors_total{kind="authentication"}` and a
-//! `/readyz` that says why — no crash, no hot loop. What Tansu 0.6.0 cannot do (TLS, PLAIN) is
-//! in SECURITY.md, with the evidence.
+//! `/readyz` that says why — no crash, no hot loop. What Tansu 0.6.0 cannot do (serve TLS,
+//! PLAIN) is in SECURITY.md, with the evidence; TLS is tested through a terminator in
+//! `tests/tansu_tls.rs`.
 //!
 //! SCRAM users are created with `tansu user create` while the broker runs without
 //! authentication (with it, the request that creates a user would itself need one); the

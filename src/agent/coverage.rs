@@ -99,11 +99,11 @@ impl Agent {
             return;
         };
         self.reconcile.in_flight = true;
-        let base = self.clients.config().clone();
+        let clients = self.clients.clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
         tokio::spawn(async move {
-            let res = topic::grow(&base, &topic, &plan, KAFKA_TIMEOUT).await;
+            let res = topic::grow(&clients, &topic, &plan, KAFKA_TIMEOUT).await;
             let _ = tx.send(Background::Grown(res)).await;
         });
     }

@@ -122,7 +122,7 @@ impl Agent {
         }
         self.creating = true;
         let consumer = self.verifier.consumer().clone();
-        let base = self.clients.config().clone();
+        let clients = self.clients.clone();
         let c = &self.cfg.canary;
         let (parts, per_broker, rf) = (c.partitions, c.partitions_per_broker, c.replication_factor);
         let tx = self.bg_tx.clone();
@@ -136,7 +136,7 @@ impl Agent {
             let res = match brokers {
                 Ok(Ok(n)) => {
                     let layout = topic::Layout::new(n, parts, per_broker, rf);
-                    topic::create(&base, &topic, layout, KAFKA_TIMEOUT).await
+                    topic::create(&clients, &topic, layout, KAFKA_TIMEOUT).await
                 }
                 Ok(Err(e)) => Err(TopicError::Metadata(e)),
                 Err(e) => Err(TopicError::Create {

@@ -5,10 +5,19 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{Client, ClientContext, DefaultClientContext};
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
+
+use crate::kafka::{Clients, Context};
+
+/// The admin client of topic creation and growth, with the agent's client context: its
+/// connection errors are counted and logged (secrets scrubbed) like every other client's.
+fn admin(clients: &Clients) -> Result<AdminClient<Context>, KafkaError> {
+    clients
+        .config()
+        .create_with_context(clients.context("topic-admin"))
+}
 
 /// One partition as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +126,7 @@ impl Layout {
 
 /// Creates the topic with `layout`.
 pub async fn create(
-    base: &ClientConfig,
+    clients: &Clients,
     topic: &str,
     layout: Layout,
     timeout: Duration,
@@ -126,7 +135,7 @@ pub async fn create(
         topic: topic.to_owned(),
         reason,
     };
-    let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| err(e.to_string()))?;
+    let admin = admin(clients).map_err(|e| err(clients.scrub(&e.to_string())))?;
     let min_insync = layout.min_insync.to_string();
     let new = NewTopic::new(
         topic,
@@ -159,12 +168,12 @@ pub async fn create(
 /// Adds partitions: the topic grows to `plan.total`, each new partition with its replicas.
 /// Another agent growing the topic first is not an error.
 pub async fn grow(
-    base: &ClientConfig,
+    clients: &Clients,
     topic: &str,
     plan: &super::coverage::Plan,
     timeout: Duration,
 ) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = base.create().map_err(|e| e.to_string())?;
+    let admin = admin(clients).map_err(|e| clients.scrub(&e.to_string()))?;
     let assignment: Vec<&[i32]> = plan.assignments.iter().map(|a| a.as_slice()).collect();
     let new = rdkafka::admin::NewPartitions::new(topic, plan.total).assign(&assignment);
     let opts = AdminOptions::new()

@@ -205,6 +205,45 @@ mod tests {
         );
     }
 
+    /// The reasons librdkafka 2.12.1 (OpenSSL 3.0) gave in `tests/tansu_tls.rs`. A refused
+    /// client certificate arrives as a transport failure (the TLS 1.3 alert comes with the
+    /// first read, after the handshake), known as TLS only by its reason; the broker name
+    /// (`ssl://…`, `sasl_ssl://…`) is lowercase and must not make a refused connection TLS.
+    #[test]
+    fn reasons_seen_against_a_tls_terminator() {
+        let e = |c| KafkaError::Global(c);
+        for (code, reason, want) in [
+            (
+                RDKafkaErrorCode::SSL,
+                "ssl://127.0.0.1:35463/bootstrap: SSL handshake failed: \
+                 ../ssl/statem/statem_clnt.c:1889:tls_post_process_server_certificate \
+                 error:0A000086:SSL routines::certificate verify failed",
+                ErrorKind::Tls,
+            ),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "ssl://127.0.0.1:42777/bootstrap: Receive failed: \
+                 ../ssl/record/rec_layer_s3.c:1601:ssl3_read_bytes error:0A00045C:SSL \
+                 routines::tlsv13 alert certificate required: SSL alert number 116",
+                ErrorKind::Tls,
+            ),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "ssl://127.0.0.1:37939/bootstrap: Connect to ipv4#127.0.0.1:37939 failed: \
+                 Connection refused (after 0ms in state CONNECT)",
+                ErrorKind::Transport,
+            ),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "sasl_ssl://127.0.0.1:37939/bootstrap: Connect to ipv4#127.0.0.1:37939 \
+                 failed: Connection refused (after 0ms in state CONNECT)",
+                ErrorKind::Transport,
+            ),
+        ] {
+            assert_eq!(ErrorKind::of(&e(code), reason), want, "{reason}");
+        }
+    }
+
     #[test]
     fn every_kind_is_exported_and_counted() {
         let r = Registry::new();

@@ -14,8 +14,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -48,11 +46,14 @@ impl Hooks for Rebalances {
 
 /// Creates the one-partition election topic unless it exists. Failing is not fatal: brokers
 /// that create topics on subscription make one, and any partition count elects one agent.
-async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
-    let probe = base.clone();
+/// Both clients have the agent's context, so that their errors are counted and scrubbed.
+async fn ensure_topic(clients: &Clients, topic: &str, timeout: Duration) {
+    let probe = clients.clone();
     let t = topic.to_owned();
     let brokers = tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = probe.create()?;
+        let c: BaseConsumer<Context> = probe
+            .config()
+            .create_with_context(probe.context("lag-election"))?;
         let md = c.fetch_metadata(Some(&t), timeout)?;
         let exists = md
             .topics()
@@ -65,14 +66,19 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
         Ok(Ok((true, _))) => return,
         Ok(Ok((false, n))) => n,
         Ok(Err(error)) => {
+            let error = clients.scrub(&error.to_string());
             tracing::warn!(%error, topic, "cannot read the election topic's metadata");
             return;
         }
         Err(_) => return,
     };
-    let admin: AdminClient<DefaultClientContext> = match base.create() {
+    let admin: AdminClient<Context> = match clients
+        .config()
+        .create_with_context(clients.context("lag-election"))
+    {
         Ok(a) => a,
         Err(error) => {
+            let error = clients.scrub(&error.to_string());
             tracing::warn!(%error, "cannot create an admin client for the election topic");
             return;
         }
@@ -92,7 +98,10 @@ async fn ensure_topic(base: &ClientConfig, topic: &str, timeout: Duration) {
                 }
             }
         }
-        Err(error) => tracing::warn!(topic, %error, "cannot create the lag election topic"),
+        Err(error) => {
+            let error = clients.scrub(&error.to_string());
+            tracing::warn!(topic, %error, "cannot create the lag election topic")
+        }
     }
 }
 
@@ -181,7 +190,7 @@ pub async fn join(
     shutdown: CancellationToken,
 ) -> Result<Election, KafkaError> {
     let base = clients.config();
-    ensure_topic(base, &cfg.election_topic, cfg.request_timeout).await;
+    ensure_topic(clients, &cfg.election_topic, cfg.request_timeout).await;
     let (tx, rx) = watch::channel(false);
     let session_ms = cfg.session_timeout.as_millis();
     let mut c = base.clone();

@@ -8,6 +8,7 @@
 
 pub mod process;
 pub mod tansu;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -115,6 +115,17 @@ impl Tansu {
         t
     }
 
+    /// SQLite storage in a temporary directory, advertising `127.0.0.1:advertised` instead of
+    /// its own port: clients reach it through whatever listens there (a TLS terminator that
+    /// forwards to [`Tansu::port`]), also after the metadata names the broker.
+    pub fn sqlite_advertising(advertised: u16) -> Tansu {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Storage::Sqlite(dir.path().join("tansu.db"));
+        let mut t = Tansu::start_at(store, dir.path(), free_port(), advertised);
+        t._dir = Some(dir);
+        t
+    }
+
     /// Starts a broker on a free port; its output goes to `log_dir/tansu.log`.
     pub fn start(storage: Storage, log_dir: &Path) -> Tansu {
         let port = free_port();
@@ -147,6 +158,11 @@ impl Tansu {
     /// `tansu broker --listener-url` of this broker, for `tansu user create --broker`.
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// The port the broker itself listens on (plain TCP).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn bootstrap(&self) -> String {
