@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::process::{AgentProcess, AgentSettings};
+use common::process::{cpu_ticks, AgentProcess, AgentSettings};
 use common::{config, get, Mock};
 use tokio_util::sync::CancellationToken;
 
@@ -98,18 +98,6 @@ async fn connections_beyond_the_limit_wait_and_idle_ones_are_dropped() {
     );
     stop.cancel();
     running.wait().await.unwrap();
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 fn open_fds(pid: u32) -> usize {

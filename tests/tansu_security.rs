@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::process::{AgentProcess, AgentSettings};
-use common::tansu::{binary, Tansu};
+use common::tansu::Tansu;
 use common::{eventually, get};
 
 const T: &str = "canary";
@@ -25,16 +24,7 @@ const PW512: &str = "scram512-pw-Kd40";
 fn broker_with_users() -> Tansu {
     let mut t = Tansu::sqlite();
     for (user, pw, mech) in [("alice", PW256, "scram256"), ("bob", PW512, "scram512")] {
-        let out = Command::new(binary())
-            .args(["user", "create", "--broker", &t.url(), user, pw])
-            .args(["--mechanism", mech])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tansu user create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        t.create_user(user, pw, mech);
     }
     t.extra_args = vec!["--authentication".into()];
     t.restart();

@@ -16,11 +16,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::process::{AgentProcess, AgentSettings};
-use common::tansu::{binary, free_port, serial, Tansu};
+use common::process::{cpu_ticks, AgentProcess, AgentSettings};
+use common::tansu::{free_port, serial, Tansu};
 use common::tls::{Certs, Terminator};
 use common::{get, wait_until, Scrape};
 
@@ -44,23 +43,7 @@ impl Endpoint {
         let tls_port = free_port();
         let mut broker = Tansu::sqlite_advertising(tls_port);
         if scram {
-            let out = Command::new(binary())
-                .args([
-                    "user",
-                    "create",
-                    "--broker",
-                    &broker.url(),
-                    "alice",
-                    SCRAM_PW,
-                ])
-                .args(["--mechanism", "scram256"])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "tansu user create: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            broker.create_user("alice", SCRAM_PW, "scram256");
             broker.extra_args = vec!["--authentication".into()];
             broker.restart();
         }
@@ -142,18 +125,6 @@ fn not_ready_with(a: &AgentProcess, kind: &str) -> String {
                 .then_some(body)
         },
     )
-}
-
-/// utime + stime of a process, in clock ticks (100 a second).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// librdkafka retries with a backoff: a failing agent must not spin. Same bound as the bad

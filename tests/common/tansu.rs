@@ -156,6 +156,20 @@ impl Tansu {
     }
 
     /// `tansu broker --listener-url` of this broker, for `tansu user create --broker`.
+    /// Creates a SCRAM user (`mechanism`: scram256 or scram512) with `tansu user create`.
+    pub fn create_user(&self, user: &str, password: &str, mechanism: &str) {
+        let out = std::process::Command::new(binary())
+            .args(["user", "create", "--broker", &self.url(), user, password])
+            .args(["--mechanism", mechanism])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tansu user create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }
