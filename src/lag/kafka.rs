@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
@@ -34,12 +33,7 @@ pub type LagReader = BaseConsumer<Context>;
 
 /// The poller's admin client.
 pub fn admin(clients: &Clients) -> Result<Arc<LagAdmin>, KafkaError> {
-    let client: AdminClient<Context> = clients
-        .config()
-        .create_with_context(clients.context("lag"))?;
-    Admin::new(Arc::new(client))
-        .map(Arc::new)
-        .map_err(|e| KafkaError::AdminOpCreation(e.to_string()))
+    clients.admin("lag")
 }
 
 /// The reader consumer: it reads and never commits or joins.
