@@ -30,7 +30,7 @@
 //! |---|---|
 //! | [`probe`] | the probe wire format; decoding never panics (sans-IO) |
 //! | [`tracker`] | **the brain**: classifies every acked probe from delivery reports and records read back; what counts as proof of loss is documented there (sans-IO, property-tested) |
-//! | [`canary`] | the producer (acks=all, idempotent; delivery reports onto a channel) and canary topic discovery/creation |
+//! | [`canary`] | the producer (acks=all, idempotent; delivery reports onto a channel), canary topic discovery/creation/growth, broker coverage, and the fleet size that sets the probe interval (`canary.fleet_probe_rate`) |
 //! | [`verifier`] | manual-assign consumer, one queue per partition, `auto.offset.reset=error` |
 //! | [`agent`] | the loop that wires producer, verifier, tracker, ledger and metrics; health and status |
 //! | [`ledger`] | SQLite state: instance id, sequence reservations, pending probes, positions, loss events |
