@@ -118,6 +118,9 @@ pub struct Running {
     /// Where the HTTP endpoints listen.
     pub addr: SocketAddr,
     pub registry: Registry,
+    /// The lag poller's per-group and per-partition series (`/metrics` writes them after the
+    /// registry's; see `lag::metrics`).
+    pub lag_series: Registry,
     pub status: watch::Receiver<Arc<Status>>,
     pub health: Arc<Health>,
     agent: JoinHandle<()>,
@@ -229,6 +232,8 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     } else {
         (None, None)
     };
+    let lag_series = lag_metrics.series_registry().clone();
+    let app_lag = lag_metrics.clone();
     let (lag, lag_admin) = lag::spawn(
         &config,
         clients.clone(),
@@ -252,6 +257,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     );
     let app = http::AppState {
         registry: registry.clone(),
+        lag: app_lag,
         scrape_lock,
         health: health.clone(),
         status: status_rx.clone(),
@@ -266,6 +272,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     Ok(Running {
         addr,
         registry,
+        lag_series,
         status: status_rx,
         health,
         agent,

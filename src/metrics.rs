@@ -363,3 +363,11 @@ pub fn render(reg: &Registry, lock: &ScrapeLock) -> String {
     enc.encode_to_string(&families)
         .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
 }
+
+/// A scrape: the registry (between two agent events), then the lag poller's per-group and
+/// per-partition series written straight from its last snapshot, outside the scrape lock.
+pub fn render_scrape(reg: &Registry, lock: &ScrapeLock, lag: &crate::lag::LagMetrics) -> String {
+    let mut text = render(reg, lock);
+    lag.write_text(&mut text);
+    text
+}
