@@ -367,7 +367,22 @@ pub fn render(reg: &Registry, lock: &ScrapeLock) -> String {
 /// A scrape: the registry (between two agent events), then the lag poller's per-group and
 /// per-partition series written straight from its last snapshot, outside the scrape lock.
 pub fn render_scrape(reg: &Registry, lock: &ScrapeLock, lag: &crate::lag::LagMetrics) -> String {
-    let mut text = render(reg, lock);
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The size of the last scrape: the text is written into one allocation of about the
+    // right size instead of doubling its way there (at 100 000 group-partitions a scrape is
+    // 60 MB).
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
+    let last = LAST_LEN.load(Ordering::Relaxed);
+    let mut text = String::with_capacity(last + last / 16 + 4096);
+    let families = {
+        let _consistent = lock.hold();
+        reg.gather()
+    };
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        text = format!("# encoding failed: {e}\n");
+    }
+    drop(families);
     lag.write_text(&mut text);
+    LAST_LEN.store(text.len(), Ordering::Relaxed);
     text
 }
