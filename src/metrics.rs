@@ -373,7 +373,7 @@ pub fn render_scrape(reg: &Registry, lock: &ScrapeLock, lag: &crate::lag::LagMet
     // 60 MB).
     static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
     let last = LAST_LEN.load(Ordering::Relaxed);
-    let mut text = String::with_capacity(last + last / 16 + 4096);
+    let mut text = String::with_capacity((last + last / 16).max(lag.text_len_hint()) + 65_536);
     let families = {
         let _consistent = lock.hold();
         reg.gather()

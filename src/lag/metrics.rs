@@ -171,6 +171,15 @@ impl LagMetrics {
         &self.series
     }
 
+    /// About how many bytes [`Self::write_text`] writes: a capacity hint for the scrape.
+    pub fn text_len_hint(&self) -> usize {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.as_ref().map_or(0, |s| {
+            // Measured line lengths with names of typical length, rounded up.
+            s.parts.len() * 5 * 130 + s.logs.len() * 2 * 80 + s.groups.len() * 7 * 70
+        })
+    }
+
     /// Appends the per-group and per-partition series of the last snapshot to a scrape, in
     /// the Prometheus text format (the same series `series_registry` gathers).
     pub fn write_text(&self, out: &mut String) {
@@ -463,6 +472,7 @@ mod tests {
             l
         };
         assert_eq!(sorted(&written), sorted(&encoded), "{written}");
+        assert!(m.text_len_hint() >= written.len(), "{}", m.text_len_hint());
         assert!(
             written.contains(r#"group="we\"ird\\grp\nname""#),
             "{written}"
