@@ -176,7 +176,11 @@ impl LagMetrics {
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         view.as_ref().map_or(0, |s| {
             // Measured line lengths with names of typical length, rounded up.
-            s.parts.len() * 5 * 130 + s.logs.len() * 2 * 80 + s.groups.len() * 7 * 70
+            let headers: usize = FAMILIES
+                .iter()
+                .map(|(name, help, _, _)| help.len() + 2 * name.len() + 32)
+                .sum();
+            headers + s.parts.len() * 5 * 130 + s.logs.len() * 2 * 80 + s.groups.len() * 7 * 70
         })
     }
 
