@@ -107,6 +107,20 @@ impl Poller {
         self.reader.clone()
     }
 
+    /// Drops the record reader after `topics` were deleted and created again: it keeps the
+    /// old topic ids in its metadata cache and would fetch by them (Fetch v13+). Kafka
+    /// answers such a fetch with `UNKNOWN_TOPIC_ID`; Tansu 0.6.0 answers with a zero topic id
+    /// and a null name, on which librdkafka 2.12.1 dereferences the null name and the process
+    /// dies (SIGSEGV in `rd_kafka_metadata_update_op`, seen under gdb in this reader). The
+    /// next read opens a fresh reader, which learns the new ids.
+    fn renew_reader(&mut self, topics: &[String]) {
+        if let Some(reader) = self.reader.take() {
+            tracing::info!(?topics, "topics recreated; the record reader is replaced");
+            // Closing blocks briefly: not on the runtime.
+            tokio::task::spawn_blocking(move || drop(reader));
+        }
+    }
+
     /// The elected poller's admin client while this agent polls (`None` otherwise), for
     /// other cluster-wide tasks to borrow: no second client per concern.
     pub fn shared_admin(&self) -> watch::Receiver<Option<Arc<LagAdmin>>> {
@@ -252,9 +266,13 @@ impl Poller {
             }
         };
         if self.cfg.track_truncation {
-            self.topics
+            let recreated = self
+                .topics
                 .observe(&admin, &logs, now, timeout, &self.metrics)
                 .await;
+            if !recreated.is_empty() {
+                self.renew_reader(&recreated);
+            }
         }
         let unreadable = logs.values().filter(|l| l.is_none()).count();
         if unreadable > 0 {

@@ -44,7 +44,8 @@ impl TopicWatch {
         }
     }
 
-    /// Feeds one poll's log offsets (read at `now_ms`).
+    /// Feeds one poll's log offsets (read at `now_ms`). Returns the topics found deleted and
+    /// created again (a new topic id), whose ids other clients may still hold.
     pub async fn observe(
         &mut self,
         admin: &LagAdmin,
@@ -52,10 +53,10 @@ impl TopicWatch {
         now_ms: i64,
         timeout: Duration,
         metrics: &LagMetrics,
-    ) {
+    ) -> Vec<String> {
         let topics: BTreeSet<&str> = logs.keys().map(|(t, _)| t.as_str()).collect();
         if topics.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut ids = BTreeMap::new();
         if now_ms >= self.retry_at_ms {
@@ -96,8 +97,15 @@ impl TopicWatch {
         let forget_before = now_ms.saturating_sub(self.retry_ms.max(1).saturating_mul(2));
         let findings = self.tracker.apply(&reads, now_ms, forget_before);
         if findings.is_empty() {
-            return;
+            return Vec::new();
         }
+        let recreated = findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::Recreated { topic, .. } => Some(topic.clone()),
+                Finding::Truncated { .. } => None,
+            })
+            .collect();
         let events: Vec<Event> = findings.iter().map(|f| event(f, now_ms, metrics)).collect();
         if let Some(sink) = self.sink.clone() {
             let written = tokio::task::spawn_blocking(move || {
@@ -114,6 +122,7 @@ impl TopicWatch {
                 Err(error) => tracing::error!(%error, "cannot record topic loss events"),
             }
         }
+        recreated
     }
 }
 
