@@ -54,9 +54,10 @@ pub struct LagConfig {
     /// Session timeout of the election group: how fast a dead poller is replaced.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// Track truncation of the topics the groups read (DescribeTopics for topic ids). Off by
-    /// default: librdkafka 2.12.1 crashed (SIGSEGV in its metadata cache) when a topic read
-    /// this way was deleted and created again with a new id.
+    /// Track truncation of the topics the groups read (one DescribeTopics per poll for topic
+    /// ids and leaders): a log end going backwards under the same topic id, and topics
+    /// deleted and created again (a new id). A recreated topic also replaces the poller's
+    /// record reader, which would otherwise fetch by the old id (see `lag::poller`).
     pub track_truncation: bool,
 }
 
@@ -77,7 +78,7 @@ impl Default for LagConfig {
             election_group: "losswatch-lag-election".into(),
             election_topic: "losswatch-lag-election".into(),
             session_timeout: Duration::from_secs(10),
-            track_truncation: false,
+            track_truncation: true,
         }
     }
 }
@@ -261,6 +262,9 @@ mod tests {
         assert!(err.contains("intervall"), "{err}");
         let err = Config::parse("[lag]\nmode = \"sometimes\"\n").unwrap_err();
         assert!(err.contains("sometimes"), "{err}");
+        assert!(cfg.lag.track_truncation, "on by default");
+        let cfg = Config::parse("[lag]\ntrack_truncation = false\n").unwrap();
+        assert!(!cfg.lag.track_truncation);
         let cfg = Config::parse("[lag]\nwindow = 1\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("lag.window"), "{err}");
