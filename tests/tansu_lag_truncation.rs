@@ -2,7 +2,8 @@
 //! a durable restart is not a truncation; a tail really removed under an unchanged topic id
 //! is counted once per partition with the exact message count; a topic that comes back with
 //! a new id (`memory://` power loss, or deleted and created again) is `topic_recreated` and
-//! never a truncation. Fixtures use single-record batches (exact log ends on `memory://`).
+//! never a truncation; a topic no group reads is tracked through `lag.truncation_topics`.
+//! Fixtures use single-record batches (exact log ends on `memory://`).
 //!
 //! The topic deleted and created again runs on a plain broker: the poller's record reader,
 //! which reads the recreated topic, is replaced when the id changes (see `lag::poller`).
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use common::tansu::Storage;
 use common::{commit, eventually, get, scrape, Scrape};
+use lag_tansu::agent::has;
 use lag_tansu::agent::Agent;
 use lag_tansu::{create_topic, now_ms, produce, Tansu};
 
@@ -64,7 +66,8 @@ async fn more_polls(addr: std::net::SocketAddr, n: usize) -> Scrape {
     .await
 }
 
-/// The agent of these tests: polls every second, tracks truncation.
+/// The agent of these tests: polls every second, tracks truncation of the topics the groups
+/// read and of `events`, which no group reads (`lag.truncation_topics`).
 ///
 /// Tansu 0.6.0 on `sqlite://` cannot read back the group it stored for a commit (`invalid
 /// type: string ..., expected struct GroupDetail` in its log): a DescribeConsumerGroups of
@@ -78,6 +81,7 @@ async fn more_polls(addr: std::net::SocketAddr, n: usize) -> Scrape {
 async fn agent(t: &Tansu) -> Agent {
     Agent::start(t, Duration::from_secs(1), |c| {
         c.lag.track_truncation = true;
+        c.lag.truncation_topics = vec!["^events$".into()];
         c.kafka.properties.insert(
             "reconnect.backoff.max.ms".into(),
             losswatch::config::Sensitive("500".into()),
@@ -125,16 +129,30 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     produce(&b, "orders", 0, &[now; 10]);
     produce(&b, "orders", 1, &[now; 6]);
     commit(&b, "app", &[("orders", 0, 2), ("orders", 1, 1)]);
+    // Read by no group: tracked through lag.truncation_topics only.
+    create_topic(&b, "events", 1, &[]).await;
+    produce(&b, "events", 0, &[now; 5]);
 
     let agent = agent(&t).await;
     let addr = agent.addr;
-    eventually(WAIT, "log ends of orders read", || {
+    eventually(WAIT, "log ends of orders read, events tracked", || {
         let s = scrape(addr);
         (s.sum("losswatch_partition_log_end_offset", &tp("orders", "0")) == 10.0
-            && s.sum("losswatch_partition_log_end_offset", &tp("orders", "1")) == 6.0)
-            .then_some(())
+            && s.sum("losswatch_partition_log_end_offset", &tp("orders", "1")) == 6.0
+            && has(
+                &s,
+                "losswatch_partition_log_truncations_total",
+                &tp("events", "0"),
+            ))
+        .then_some(())
     })
     .await;
+    let s = scrape(addr);
+    assert!(
+        !has(&s, "losswatch_partition_log_end_offset", &tp("events", "0"))
+            && !has(&s, "losswatch_consumergroup_lag", &[("topic", "events")]),
+        "events is tracked for truncation, not polled for lag"
+    );
 
     // A durable restart: same records, same ids. Nothing counted. A record appended after
     // it, read as the new log end, shows that the poller reads the log ends again.
@@ -150,6 +168,7 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     )
     .await;
     let s = more_polls(addr, 4).await;
+    assert_eq!(truncations(&s, "events", "0"), 0.0);
     for p in ["0", "1"] {
         assert!(
             s.0.iter()
@@ -162,14 +181,18 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     }
     assert!(events(addr, "topic_truncation").is_empty());
 
-    // The tails really removed, the topic kept: 4 messages of partition 0, 4 of partition 1.
+    // The tails really removed, the topics kept: 4 messages of orders/0, 4 of orders/1, 3 of
+    // events/0.
     t.kill9();
     remove_tail_in_store(&store, "orders", 0, 7);
     remove_tail_in_store(&store, "orders", 1, 2);
+    remove_tail_in_store(&store, "events", 0, 2);
     t.restart();
-    eventually(WAIT, "both truncations counted", || {
+    eventually(WAIT, "the three truncations counted", || {
         let s = scrape(addr);
-        (truncations(&s, "orders", "0") >= 1.0 && truncations(&s, "orders", "1") >= 1.0)
+        (truncations(&s, "orders", "0") >= 1.0
+            && truncations(&s, "orders", "1") >= 1.0
+            && truncations(&s, "events", "0") >= 1.0)
             .then_some(())
     })
     .await;
@@ -179,14 +202,19 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
     assert_eq!(truncations(&s, "orders", "1"), 1.0);
     assert_eq!(removed(&s, "orders", "0"), 4.0);
     assert_eq!(removed(&s, "orders", "1"), 4.0);
+    assert_eq!(truncations(&s, "events", "0"), 1.0);
+    assert_eq!(removed(&s, "events", "0"), 3.0);
     let ev = events(addr, "topic_truncation");
-    assert_eq!(ev.len(), 2, "{ev:?}");
-    for (p, old, new) in [(0, 11, 7), (1, 6, 2)] {
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    for (topic, p, old, new) in [
+        ("orders", 0, 11, 7),
+        ("orders", 1, 6, 2),
+        ("events", 0, 5, 2),
+    ] {
         let e = ev
             .iter()
-            .find(|e| e["partition"] == p)
-            .unwrap_or_else(|| panic!("no event for partition {p}: {ev:?}"));
-        assert_eq!(e["topic"], "orders");
+            .find(|e| e["topic"] == topic && e["partition"] == p)
+            .unwrap_or_else(|| panic!("no event for {topic}/{p}: {ev:?}"));
         assert_eq!(e["offset"], new);
         let detail = e["detail"].as_str().unwrap();
         assert!(

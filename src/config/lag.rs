@@ -59,6 +59,9 @@ pub struct LagConfig {
     /// deleted and created again (a new id). A recreated topic also replaces the poller's
     /// record reader, which would otherwise fetch by the old id (see `lag::poller`).
     pub track_truncation: bool,
+    /// With `track_truncation`: topics matching one of these regexes are tracked too, also
+    /// when no group reads them (empty: only the topics the groups read).
+    pub truncation_topics: Vec<String>,
 }
 
 impl Default for LagConfig {
@@ -79,6 +82,7 @@ impl Default for LagConfig {
             election_topic: "losswatch-lag-election".into(),
             session_timeout: Duration::from_secs(10),
             track_truncation: true,
+            truncation_topics: Vec::new(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl LagConfig {
         }
         compile("lag.include", &self.include)?;
         compile("lag.exclude", &self.exclude)?;
+        compile("lag.truncation_topics", &self.truncation_topics)?;
         if !(2..=1000).contains(&self.window) {
             return Err(invalid(
                 "lag.window",
@@ -159,6 +164,12 @@ impl LagConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The topics tracked for truncation besides those the groups read. Call after
+    /// [`LagConfig::validate`].
+    pub fn truncation_topics(&self) -> Result<Vec<Regex>, ConfigError> {
+        compile("lag.truncation_topics", &self.truncation_topics)
     }
 
     /// The group filter this config describes. Call after [`LagConfig::validate`].
@@ -219,6 +230,10 @@ mod tests {
             ("lag.groups", Box::new(|c| c.groups = vec![" ".into()])),
             ("lag.include", Box::new(|c| c.include = vec!["(".into()])),
             ("lag.exclude", Box::new(|c| c.exclude = vec!["[".into()])),
+            (
+                "lag.truncation_topics",
+                Box::new(|c| c.truncation_topics = vec!["(".into()]),
+            ),
             ("lag.window", Box::new(|c| c.window = 1)),
             ("lag.concurrency", Box::new(|c| c.concurrency = 0)),
             (
