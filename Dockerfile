@@ -4,8 +4,9 @@
 #   docker build -t losswatch .
 #   docker run --rm -p 9840:9840 -v "$PWD/losswatch.toml:/etc/losswatch/losswatch.toml:ro" \
 #     -v losswatch-state:/var/lib/losswatch losswatch
-# The built-in config (deploy/base/losswatch.toml) has placeholder brokers and SASL_SSL: set
-# LOSSWATCH_BOOTSTRAP_SERVERS and the SASL env vars, or mount your own file as above.
+# The built-in config (deploy/base/losswatch.toml) has placeholder brokers and SASL_SSL with the
+# credentials read from files under /var/run/secrets/losswatch/kafka/ (username, password):
+# mount them there and set LOSSWATCH_BOOTSTRAP_SERVERS, or mount your own config as above.
 # Kubernetes manifests: deploy/ (they mount their own config at /etc/losswatch/losswatch.toml).
 
 # ---- build ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 #     parse, have apiVersion/kind/metadata, and are checked structurally;
 #   - the security and operational settings the deployment relies on (non-root uid 65532,
 #     read-only root, no privilege escalation, no capabilities, RuntimeDefault seccomp, probes,
-#     grace period above the agent's drain grace, hostPath state, optional Secret refs, ...);
+#     grace period above the agent's drain grace, hostPath state, SASL credentials as Secret files, ...);
 #   - the Dockerfile and .dockerignore basics (no Docker engine is needed).
 # Installs what it needs when missing (kubectl from Debian's kubernetes-client, PyYAML,
 # kubernetes-validate from PyPI). Idempotent; runs from any directory, as root on a fresh Debian
@@ -176,10 +176,8 @@ say(res.get("requests") == {"cpu": "20m", "memory": "32Mi"} and res.get("limits"
     "agent: resources requests 20m/32Mi, limits 200m/256Mi")
 
 env = {e["name"]: e for e in agent.get("env", [])}
-for var, key in (("LOSSWATCH_KAFKA_SASL_USERNAME", "username"), ("LOSSWATCH_KAFKA_SASL_PASSWORD", "password")):
-    ref = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef", {})
-    say(ref.get("name") == "losswatch-kafka-credentials" and ref.get("key") == key and ref.get("optional") is True,
-        f"agent: {var} from Secret losswatch-kafka-credentials key {key}, optional")
+say(not any(v in env for v in ("LOSSWATCH_KAFKA_SASL_USERNAME", "LOSSWATCH_KAFKA_SASL_PASSWORD")),
+    "agent: SASL credentials not in env vars (they come from files)")
 say(all("value" not in e or "PASSWORD" not in e["name"] for e in agent.get("env", [])), "agent: no literal password in env")
 
 mounts = {m["mountPath"]: m for m in agent.get("volumeMounts", [])}
@@ -196,6 +194,19 @@ state_vol = volumes.get(mounts.get(state_dir, {}).get("name"), {})
 say(state_vol.get("hostPath", {}) == {"path": "/var/lib/losswatch", "type": "DirectoryOrCreate"},
     f"agent: state {state_path} on hostPath /var/lib/losswatch (DirectoryOrCreate)")
 say("/tmp" in mounts and "emptyDir" in volumes.get(mounts["/tmp"]["name"], {}), "agent: writable /tmp is an emptyDir")
+
+# Credentials: every [kafka.secret_files] entry is a file of the mounted Secret.
+secret_files = conf.get("kafka", {}).get("secret_files", {})
+say({"sasl.username", "sasl.password"} <= set(secret_files), "config: sasl.username and sasl.password from [kafka.secret_files]")
+for prop, file in sorted(secret_files.items()):
+    d, f = file.rsplit("/", 1)
+    vol = volumes.get(mounts.get(d, {}).get("name"), {}).get("secret", {})
+    keys = [i.get("path") for i in vol.get("items", [])]
+    say(vol.get("secretName") == "losswatch-kafka-credentials" and mounts.get(d, {}).get("readOnly") is True
+        and f in keys and vol.get("optional") in (None, False),
+        f"config: {prop} is file {f} of Secret losswatch-kafka-credentials, mounted read-only at {d} (not optional)")
+    say(vol.get("defaultMode") == 0o440 and psc.get("fsGroup") == 65532,
+        f"{prop}: secret file mode 0440, group 65532 (fsGroup): readable by the agent only")
 
 chown = inits.get("state-dir-owner", {})
 isc = chown.get("securityContext", {})
@@ -240,6 +251,58 @@ for overlay in deploy/overlays/*/; do
   fi
   check_kustomization "$overlay" overlay
 done
+
+# ---- the agent accepts the base config ------------------------------------------------------
+# The ConfigMap's TOML as rendered, with its [kafka.secret_files] paths moved into a scratch
+# directory holding known values: `losswatch check-config` must accept it, resolve both files and
+# print neither value.
+rc=0
+python3 - "$tmp/deploy_base.yaml" "$tmp/secrets" >"$tmp/config.toml" 2>"$tmp/config.err" <<'PY' || rc=$?
+import os
+import sys
+
+import yaml
+
+rendered, secrets = sys.argv[1], sys.argv[2]
+docs = [d for d in yaml.safe_load_all(open(rendered, encoding="utf-8")) if d]
+cm = next(d for d in docs if d.get("kind") == "ConfigMap")
+text = next(iter(cm["data"].values()))
+os.makedirs(secrets, exist_ok=True)
+for key, value in (("username", "deploy-check-user"), ("password", "deploy-check-Secret-91x")):
+    with open(os.path.join(secrets, key), "w", encoding="utf-8") as f:
+        f.write(value + "\n")
+print(text.replace("/var/run/secrets/losswatch/kafka", secrets))
+PY
+if [ "$rc" -ne 0 ]; then
+  cat "$tmp/config.err"
+  not_ok "the base ConfigMap's config could be extracted"
+else
+  bin=target/debug/losswatch
+  [ -x "$bin" ] || cargo build --quiet --locked --bin losswatch
+  if out="$("$bin" check-config --config "$tmp/config.toml" 2>&1)"; then
+    ok "losswatch check-config accepts the base config with its secret files"
+  else
+    echo "$out"
+    not_ok "losswatch check-config accepts the base config with its secret files"
+  fi
+  if grep -q "deploy-check-Secret-91x" <<<"$out"; then
+    not_ok "check-config of the base config does not print the password"
+  else
+    ok "check-config of the base config does not print the password"
+  fi
+  rm -f "$tmp/secrets/username"
+  if "$bin" check-config --config "$tmp/config.toml" >"$tmp/missing.out" 2>&1; then
+    not_ok "a missing secret file is refused"
+  else
+    code=$?
+    if [ "$code" -eq 64 ] && grep -q "kafka.secret_files" "$tmp/missing.out"; then
+      ok "a missing secret file exits 64 naming kafka.secret_files"
+    else
+      cat "$tmp/missing.out"
+      not_ok "a missing secret file exits 64 naming kafka.secret_files (exit $code)"
+    fi
+  fi
+fi
 
 # ---- Dockerfile and .dockerignore ------------------------------------------------------------
 rc=0

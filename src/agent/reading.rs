@@ -88,6 +88,7 @@ impl Agent {
                 produced_at_us: probe.produced_at_us,
             },
             Ok(probe) => {
+                self.fleet.seen(probe.instance);
                 let known = self.other_instances.contains(&probe.instance);
                 if !known && self.other_instances.len() < MAX_OTHER_INSTANCES {
                     self.other_instances.insert(probe.instance);
