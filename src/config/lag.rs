@@ -72,10 +72,14 @@ pub struct LagConfig {
     /// Session timeout of the election group: how fast a dead poller is replaced.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// Track truncation of the topics the groups read (DescribeTopics for topic ids). Off by
-    /// default: librdkafka 2.12.1 crashed (SIGSEGV in its metadata cache) when a topic read
-    /// this way was deleted and created again with a new id.
+    /// Track truncation of the topics the groups read (one DescribeTopics per poll for topic
+    /// ids and leaders): a log end going backwards under the same topic id, and topics
+    /// deleted and created again (a new id). A recreated topic also replaces the poller's
+    /// record reader, which would otherwise fetch by the old id (see `lag::poller`).
     pub track_truncation: bool,
+    /// With `track_truncation`: topics matching one of these regexes are tracked too, also
+    /// when no group reads them (empty: only the topics the groups read).
+    pub truncation_topics: Vec<String>,
 }
 
 impl Default for LagConfig {
@@ -96,7 +100,8 @@ impl Default for LagConfig {
             election_group: "losswatch-lag-election".into(),
             election_topic: "losswatch-lag-election".into(),
             session_timeout: Duration::from_secs(10),
-            track_truncation: false,
+            track_truncation: true,
+            truncation_topics: Vec::new(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl LagConfig {
         }
         compile("lag.include", &self.include)?;
         compile("lag.exclude", &self.exclude)?;
+        compile("lag.truncation_topics", &self.truncation_topics)?;
         if !(2..=1000).contains(&self.window) {
             return Err(invalid(
                 "lag.window",
@@ -177,6 +183,12 @@ impl LagConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The topics tracked for truncation besides those the groups read. Call after
+    /// [`LagConfig::validate`].
+    pub fn truncation_topics(&self) -> Result<Vec<Regex>, ConfigError> {
+        compile("lag.truncation_topics", &self.truncation_topics)
     }
 
     /// The group filter this config describes. Call after [`LagConfig::validate`].
@@ -237,6 +249,10 @@ mod tests {
             ("lag.groups", Box::new(|c| c.groups = vec![" ".into()])),
             ("lag.include", Box::new(|c| c.include = vec!["(".into()])),
             ("lag.exclude", Box::new(|c| c.exclude = vec!["[".into()])),
+            (
+                "lag.truncation_topics",
+                Box::new(|c| c.truncation_topics = vec!["(".into()]),
+            ),
             ("lag.window", Box::new(|c| c.window = 1)),
             ("lag.concurrency", Box::new(|c| c.concurrency = 0)),
             (
@@ -280,6 +296,9 @@ mod tests {
         assert!(err.contains("intervall"), "{err}");
         let err = Config::parse("[lag]\nmode = \"sometimes\"\n").unwrap_err();
         assert!(err.contains("sometimes"), "{err}");
+        assert!(cfg.lag.track_truncation, "on by default");
+        let cfg = Config::parse("[lag]\ntrack_truncation = false\n").unwrap();
+        assert!(!cfg.lag.track_truncation);
         let cfg = Config::parse("[lag]\nwindow = 1\n").unwrap();
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("lag.window"), "{err}");

@@ -19,7 +19,7 @@ use super::kafka::{self, LagAdmin, LagReader};
 use super::metrics::{LagMetrics, PollError};
 use super::records;
 use super::stages::Stages;
-use super::topic_loss::{EventSink, TopicWatch};
+use super::topic_loss::{self, EventSink, TopicWatch};
 use crate::kafka::Clients;
 
 /// The groups of a poll: members (when known) and the topics they are assigned.
@@ -43,6 +43,8 @@ pub struct Poller {
     discovery: Discovery,
     /// Truncation and recreation of the topics the groups read.
     topics: TopicWatch,
+    /// `lag.truncation_topics`: topics tracked too when no group reads them.
+    truncation_topics: Vec<regex::Regex>,
     sink: Option<EventSink>,
     metrics: LagMetrics,
 }
@@ -61,7 +63,10 @@ impl Poller {
         sink: Option<EventSink>,
     ) -> Poller {
         let interval_ms = i64::try_from(cfg.discovery_interval.as_millis()).unwrap_or(i64::MAX);
+        // The config was validated, which compiles the same regexes: this cannot fail.
+        let truncation_topics = cfg.truncation_topics().unwrap_or_default();
         Poller {
+            truncation_topics,
             book: Book::new(cfg.window),
             topics: TopicWatch::new(sink.clone(), cfg.discovery_interval),
             sink,
@@ -105,6 +110,17 @@ impl Poller {
             }
         }
         self.reader.clone()
+    }
+
+    /// Drops the record reader after `topics` were recreated: it would fetch by the old topic
+    /// ids it caches, which Tansu 0.6.0 answers with a null topic name that crashes librdkafka
+    /// 2.12.1 (SIGSEGV, seen under gdb in this reader; TRUTH.md). The next read opens a fresh one.
+    fn renew_reader(&mut self, topics: &[String]) {
+        if let Some(reader) = self.reader.take() {
+            tracing::info!(?topics, "topics recreated; the record reader is replaced");
+            // Closing blocks briefly: not on the runtime.
+            tokio::task::spawn_blocking(move || drop(reader));
+        }
     }
 
     /// The elected poller's admin client while this agent polls (`None` otherwise), for
@@ -252,9 +268,22 @@ impl Poller {
             }
         };
         if self.cfg.track_truncation {
-            self.topics
-                .observe(&admin, &logs, now, timeout, &self.metrics)
+            let extra = topic_loss::extra_logs(
+                &admin,
+                &self.truncation_topics,
+                &topics,
+                &logs,
+                timeout,
+                &self.metrics,
+            )
+            .await;
+            let recreated = self
+                .topics
+                .observe(&admin, &logs, &extra, now, timeout, &self.metrics)
                 .await;
+            if !recreated.is_empty() {
+                self.renew_reader(&recreated);
+            }
         }
         let unreadable = logs.values().filter(|l| l.is_none()).count();
         if unreadable > 0 {

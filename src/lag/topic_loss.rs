@@ -2,7 +2,8 @@
 //! topic ids and leaders of the same partitions (one DescribeTopics on the admin client),
 //! feeds the tracker, counts what it confirms and records each finding as a loss event
 //! (`/api/losses`). A broker that cannot describe topics (no topic ids) is asked again only
-//! after `lag.discovery_interval`; until then nothing is counted.
+//! after `lag.discovery_interval`; until then nothing is counted. Topics matching
+//! `lag.truncation_topics` are read and tracked too, also when no group reads them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use super::book::{LogOffsets, Tp};
 use super::kafka::{self, LagAdmin};
-use super::metrics::LagMetrics;
+use super::metrics::{LagMetrics, PollError};
 use super::truncation::{Finding, Read, Tracker};
 use crate::ledger::{Batch, Event, Ledger};
 
@@ -44,18 +45,25 @@ impl TopicWatch {
         }
     }
 
-    /// Feeds one poll's log offsets (read at `now_ms`).
+    /// Feeds one poll's log offsets (read at `now_ms`): those of the groups' partitions and
+    /// the `extra` ones of [`extra_logs`]. Returns the topics found deleted and created again
+    /// (a new topic id), whose ids other clients may still hold.
     pub async fn observe(
         &mut self,
         admin: &LagAdmin,
         logs: &BTreeMap<Tp, Option<LogOffsets>>,
+        extra: &BTreeMap<Tp, Option<LogOffsets>>,
         now_ms: i64,
         timeout: Duration,
         metrics: &LagMetrics,
-    ) {
-        let topics: BTreeSet<&str> = logs.keys().map(|(t, _)| t.as_str()).collect();
+    ) -> Vec<String> {
+        let topics: BTreeSet<&str> = logs
+            .keys()
+            .chain(extra.keys())
+            .map(|(t, _)| t.as_str())
+            .collect();
         if topics.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut ids = BTreeMap::new();
         if now_ms >= self.retry_at_ms {
@@ -70,6 +78,7 @@ impl TopicWatch {
         }
         let reads: BTreeMap<Tp, Read> = logs
             .iter()
+            .chain(extra)
             .filter_map(|(tp, l)| {
                 let l = (*l)?;
                 let (id, leaders) = match ids.get(&tp.0) {
@@ -96,8 +105,15 @@ impl TopicWatch {
         let forget_before = now_ms.saturating_sub(self.retry_ms.max(1).saturating_mul(2));
         let findings = self.tracker.apply(&reads, now_ms, forget_before);
         if findings.is_empty() {
-            return;
+            return Vec::new();
         }
+        let recreated = findings
+            .iter()
+            .filter_map(|f| match f {
+                Finding::Recreated { topic, .. } => Some(topic.clone()),
+                Finding::Truncated { .. } => None,
+            })
+            .collect();
         let events: Vec<Event> = findings.iter().map(|f| event(f, now_ms, metrics)).collect();
         if let Some(sink) = self.sink.clone() {
             let written = tokio::task::spawn_blocking(move || {
@@ -113,6 +129,37 @@ impl TopicWatch {
                 Ok(Err(error)) => tracing::error!(%error, "cannot record topic loss events"),
                 Err(error) => tracing::error!(%error, "cannot record topic loss events"),
             }
+        }
+        recreated
+    }
+}
+
+/// Log offsets of the partitions of the topics matching `patterns` (`lag.truncation_topics`)
+/// that no group's commits brought into `logs`: one more batched ListOffsets round when there
+/// are any. A failed round is counted and leaves them unread for this poll.
+pub async fn extra_logs(
+    admin: &LagAdmin,
+    patterns: &[regex::Regex],
+    topics: &BTreeMap<String, Vec<i32>>,
+    logs: &BTreeMap<Tp, Option<LogOffsets>>,
+    timeout: Duration,
+    metrics: &LagMetrics,
+) -> BTreeMap<Tp, Option<LogOffsets>> {
+    let extra: BTreeSet<Tp> = topics
+        .iter()
+        .filter(|(t, _)| patterns.iter().any(|r| r.is_match(t)))
+        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
+        .filter(|tp| !logs.contains_key(tp))
+        .collect();
+    if extra.is_empty() {
+        return BTreeMap::new();
+    }
+    match kafka::log_offsets(admin, &extra, timeout).await {
+        Ok(l) => l,
+        Err(error) => {
+            metrics.error(PollError::LogOffsets);
+            tracing::warn!(%error, "cannot read log offsets of lag.truncation_topics");
+            BTreeMap::new()
         }
     }
 }
