@@ -92,7 +92,7 @@ impl Default for LagConfig {
             exclude: Vec::new(),
             include_own_groups: false,
             window: 10,
-            concurrency: 8,
+            concurrency: 32,
             read_timestamps: true,
             offsets_fetch: OffsetsFetch::Group,
             discovery_interval: Duration::from_secs(300),
