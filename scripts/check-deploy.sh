@@ -172,13 +172,15 @@ for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
     say(get.get("path") == path and get.get("port") in ("http-metrics", 9840), f"agent: {probe} GET {path} on http-metrics")
 
 res = agent.get("resources", {})
-say(res.get("requests") == {"cpu": "20m", "memory": "32Mi"} and res.get("limits") == {"cpu": "200m", "memory": "256Mi"},
-    "agent: resources requests 20m/32Mi, limits 200m/256Mi")
+say(res.get("requests") == {"cpu": "20m", "memory": "32Mi"} and res.get("limits") == {"cpu": "200m", "memory": "128Mi"},
+    "agent: resources requests 20m/32Mi, limits 200m/128Mi")
 
 env = {e["name"]: e for e in agent.get("env", [])}
 say(not any(v in env for v in ("LOSSWATCH_KAFKA_SASL_USERNAME", "LOSSWATCH_KAFKA_SASL_PASSWORD")),
     "agent: SASL credentials not in env vars (they come from files)")
 say(all("value" not in e or "PASSWORD" not in e["name"] for e in agent.get("env", [])), "agent: no literal password in env")
+say(env.get("MALLOC_ARENA_MAX", {}).get("value") == "1" and env.get("MALLOC_TRIM_THRESHOLD_", {}).get("value") == "131072",
+    "agent: glibc allocator settings the memory limit was measured with (MALLOC_ARENA_MAX=1, MALLOC_TRIM_THRESHOLD_=131072)")
 
 mounts = {m["mountPath"]: m for m in agent.get("volumeMounts", [])}
 volumes = {v["name"]: v for v in pod.get("volumes", [])}
