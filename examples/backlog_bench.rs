@@ -4,13 +4,19 @@
 //! On librdkafka's MockCluster (in this process): an agent starts, verifies a few probes and
 //! stops; `RECORDS` valid probes of 8 other instance ids are written round-robin over the
 //! `PARTITIONS` partitions; the agent restarts on the same state file, so it resumes behind all
-//! of them. The figure is records read per second from the restart until
-//! `losswatch_other_instance_probes_total` counts every one of them (read from the agent's
-//! registry every 50 ms). Fails if a backlog record is counted as foreign or anything is lost.
+//! of them. The figure is records read per second, from the first backlog record counted to
+//! the last, by `losswatch_other_instance_probes_total` (read from the agent's registry every
+//! 10 ms); the time from the restart is printed beside it. Fails if a backlog record is
+//! counted as foreign or anything is lost.
 //!
 //! ```sh
 //! cargo run --release --example backlog_bench -- [RECORDS] [PARTITIONS]
 //! ```
+//!
+//! `BATCH` (records per produce batch, default 10000), `LINGER_MS` (default 20) and `PAYLOAD`
+//! (probe size in bytes, default the bare header) shape the backlog. Note that the MockCluster
+//! answers a fetch with one batch per partition and finds it by a linear search of the
+//! partition's batches, so single-record batches (`BATCH=1`) measure the mock, not the agent.
 
 use std::time::{Duration, Instant};
 
@@ -158,8 +164,12 @@ async fn main() {
     let reg = running.registry.clone();
     let n = records as f64;
     let mut last = (Instant::now(), 0.0);
+    let mut first_read = None;
     loop {
         let read = total(&reg, "losswatch_other_instance_probes_total");
+        if read > 0.0 && first_read.is_none() {
+            first_read = Some((Instant::now(), read));
+        }
         if read >= n {
             break;
         }
@@ -176,9 +186,11 @@ async fn main() {
             started.elapsed() < Duration::from_secs(600),
             "backlog not read within 600 s: {read} of {records}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let secs = started.elapsed().as_secs_f64();
+    let (t0, r0) = first_read.expect("records were read");
+    let reading = t0.elapsed().as_secs_f64();
     let foreign = total(&reg, "losswatch_foreign_records_total");
     let lost = total(&reg, "losswatch_probes_lost_total");
     stop.cancel();
@@ -186,7 +198,8 @@ async fn main() {
     assert_eq!(foreign, 0.0, "backlog records counted as foreign");
     assert_eq!(lost, 0.0, "probes counted lost");
     println!(
-        "backlog of {records} other-instance records on {partitions} partitions read in {secs:.2} s: {:.0} records/s",
-        n / secs
+        "backlog of {records} other-instance records on {partitions} partitions: {:.0} records/s ({} records in {reading:.3} s after the first; {secs:.3} s from the restart)",
+        (n - r0) / reading,
+        n - r0,
     );
 }

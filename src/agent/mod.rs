@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -107,7 +108,13 @@ pub struct Agent {
     payload: Vec<u8>,
     /// The verifier's assignment must be redone (a seek or an assignment failed).
     reassign_due: bool,
-    other_instances: BTreeSet<Uuid>,
+    /// The verifier was reassigned or sought since this was last cleared: what its queues
+    /// hold next may come from elsewhere (the main queue first), so a batch read stops.
+    reader_moved: bool,
+    /// Other instances seen on the canary topic, with their counter.
+    other_instances: BTreeMap<Uuid, IntCounter>,
+    /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
+    other_beyond: Option<IntCounter>,
     bg_tx: mpsc::Sender<Background>,
     bg_rx: mpsc::Receiver<Background>,
     metadata_loaded: bool,
@@ -177,7 +184,9 @@ impl Agent {
             verdicts: Vec::new(),
             payload: Vec::new(),
             reassign_due: false,
-            other_instances: BTreeSet::new(),
+            reader_moved: false,
+            other_instances: BTreeMap::new(),
+            other_beyond: None,
             bg_tx,
             bg_rx,
             metadata_loaded: false,
@@ -204,22 +213,35 @@ impl Agent {
             t.set_missed_tick_behavior(MissedTickBehavior::Skip);
         }
         loop {
+            // Biased, in this order:
+            // - delivery reports before records, so that an ack is usually known when its
+            //   probe is read back (the tracker is exact either way; this keeps its map of
+            //   early reads small);
+            // - the ticks before the reads: a verifier that always has records waiting (a
+            //   restart far behind on a topic many agents share) would otherwise starve
+            //   probing, the state flush and the heartbeat behind `/livez`;
+            // - the main queue before the partition queues: see `verifier::next_main`.
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(r) = self.reports.recv() => self.consistently(|a| a.on_report(r)),
-                // The main queue before the partition queues: see `verifier::next_main`.
+                _ = probe_tick.tick() => self.send_probes().await,
+                _ = flush_tick.tick() => self.flush(false),
+                _ = house_tick.tick() => self.consistently(Agent::housekeeping),
+                _ = meta_tick.tick() => self.refresh_metadata(),
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
                     Some(p) => self.consistently(|a| a.on_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
-                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
-                _ = probe_tick.tick() => self.send_probes().await,
-                _ = meta_tick.tick() => self.refresh_metadata(),
-                _ = flush_tick.tick() => self.flush(false),
-                _ = house_tick.tick() => self.consistently(Agent::housekeeping),
+                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
+            // The verifier's queues are not tokio resources and do not count against the
+            // task's cooperative budget. With records always waiting the loop would never
+            // yield: its worker thread would be held, and once the budget ran out every
+            // tokio branch above (ticks, reports, shutdown) would stay pending. This counts
+            // each turn and yields when the budget is spent.
+            tokio::task::consume_budget().await;
         }
         self.shutdown().await;
     }
@@ -444,19 +466,21 @@ impl Agent {
         }
         tracing::info!("shutting down: verifying probes in flight");
         while pending(self) {
+            // The deadline first: behind a backlog the reads are always ready (see `run`).
             tokio::select! {
                 biased;
-                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
-                    None => self.on_main_error(f),
-                },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
-                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("grace period over with probes still unverified; they are saved");
                     break;
                 }
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
+                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
+                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
+                    None => self.on_main_error(f),
+                },
+                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
+            tokio::task::consume_budget().await;
         }
     }
 

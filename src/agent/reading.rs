@@ -9,15 +9,45 @@ use crate::probe;
 use crate::tracker::Record;
 use crate::verifier::Fetched;
 
+/// Records read from one partition queue in one loop turn (one hold of the scrape lock). A
+/// backlog is read in batches of this size, and the loop's ticks still get a turn between
+/// them.
+const READ_BATCH: usize = 256;
+
 impl Agent {
+    /// `first`, then whatever else partition `p`'s queue already holds (up to
+    /// [`READ_BATCH`] in all). Stops at anything but a record, and when the reader moved
+    /// (a seek or a reassignment): the next record may then be on the main queue.
+    pub(super) fn on_fetched_batch(&mut self, p: i32, first: Fetched) {
+        self.reader_moved = false;
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(f) = next.take() {
+            let record = matches!(f, Fetched::Record(_));
+            self.read(p, f);
+            n += 1;
+            if record && n < READ_BATCH && !self.reader_moved {
+                next = self.verifier.try_next(p);
+            }
+        }
+        // Once per batch: the scrape lock is held for all of it.
+        self.refresh_pending(p);
+    }
+
+    /// One record or error from the main queue.
     pub(super) fn on_fetched(&mut self, p: i32, f: Fetched) {
+        self.read(p, f);
+        self.refresh_pending(p);
+    }
+
+    /// What the verifier read; the caller refreshes the pending gauge.
+    fn read(&mut self, p: i32, f: Fetched) {
         match f {
             Fetched::Record(msg) => {
                 let record = self.classify(p, msg.payload());
                 self.tracker
                     .on_record(p, msg.offset(), record, now_us(), &mut self.verdicts);
                 self.emit_verdicts();
-                self.refresh_pending(p);
             }
             Fetched::OutOfRange => {
                 self.metrics
@@ -88,19 +118,24 @@ impl Agent {
                 produced_at_us: probe.produced_at_us,
             },
             Ok(probe) => {
-                let known = self.other_instances.contains(&probe.instance);
-                if !known && self.other_instances.len() < MAX_OTHER_INSTANCES {
-                    self.other_instances.insert(probe.instance);
-                }
-                let label = if known || self.other_instances.contains(&probe.instance) {
-                    probe.instance.to_string()
-                } else {
-                    "other".to_string()
+                // One counter handle per instance, looked up once: on a topic many agents
+                // share, nearly every record read is another instance's.
+                let counter = match self.other_instances.get(&probe.instance) {
+                    Some(c) => c,
+                    None if self.other_instances.len() < MAX_OTHER_INSTANCES => {
+                        let c = self.metrics.other_instance.with_label_values(&[
+                            self.topic.as_str(),
+                            probe.instance.to_string().as_str(),
+                        ]);
+                        self.other_instances.entry(probe.instance).or_insert(c)
+                    }
+                    None => self.other_beyond.get_or_insert_with(|| {
+                        self.metrics
+                            .other_instance
+                            .with_label_values(&[self.topic.as_str(), "other"])
+                    }),
                 };
-                self.metrics
-                    .other_instance
-                    .with_label_values(&[self.topic.as_str(), label.as_str()])
-                    .inc();
+                counter.inc();
                 Record::Other
             }
             Err(e) => {

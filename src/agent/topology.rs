@@ -289,6 +289,7 @@ impl Agent {
             .partitions()
             .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
             .collect();
+        self.reader_moved = true;
         if let Err(error) = self.verifier.assign(&positions) {
             tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
             self.reassign_due = true;

@@ -149,6 +149,7 @@ impl Agent {
             Verdict::Seek { partition, offset } => {
                 // After an out-of-range error librdkafka stops fetching the partition and
                 // refuses a seek; assigning again at the tracker's positions restarts it.
+                self.reader_moved = true;
                 if let Err(error) = self.verifier.seek(partition, offset) {
                     tracing::debug!(partition, offset, %error, "verifier seek refused; reassigning");
                     self.reassign();
