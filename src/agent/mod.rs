@@ -2,11 +2,13 @@
 //! batch, so that every decision sees one consistent picture and a saved batch is a
 //! consistent cut (pending probes, positions and totals agree).
 //!
-//! Blocking librdkafka calls (metadata, watermarks) run on the blocking pool and come back
-//! as [`Background`] messages; nothing in the loop blocks.
+//! Blocking librdkafka calls (metadata, watermarks, the verifier's seeks and assignments) run on the blocking
+//! pool and come back as [`Background`] messages; nothing in the loop blocks, and the scrape
+//! lock guards memory only.
 
 mod coverage;
 mod reading;
+mod seeking;
 mod status;
 mod store;
 mod topology;
@@ -60,6 +62,17 @@ enum Background {
     },
     /// Partitions added to the canary topic (or why not).
     Grown(Result<(), String>),
+    /// The verifier's assignment returned.
+    Assigned {
+        partitions: Vec<i32>,
+        result: Result<(), KafkaError>,
+    },
+    /// A seek of the verifier returned.
+    Sought {
+        partition: i32,
+        offset: i64,
+        result: Result<(), KafkaError>,
+    },
 }
 
 struct PartState {
@@ -111,6 +124,11 @@ pub struct Agent {
     /// The verifier was reassigned or sought since this was last cleared: what its queues
     /// hold next may come from elsewhere (the main queue first), so a batch read stops.
     reader_moved: bool,
+    seeks: seeking::Seeks,
+    /// An assignment of the verifier is in flight (see `reassign`).
+    assigning: bool,
+    /// Another assignment was asked for while one was in flight.
+    reassign_again: bool,
     /// Other instances seen on the canary topic, with their counter.
     other_instances: BTreeMap<Uuid, IntCounter>,
     /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
@@ -185,6 +203,9 @@ impl Agent {
             payload: Vec::new(),
             reassign_due: false,
             reader_moved: false,
+            seeks: seeking::Seeks::default(),
+            assigning: false,
+            reassign_again: false,
             other_instances: BTreeMap::new(),
             other_beyond: None,
             bg_tx,
@@ -246,11 +267,15 @@ impl Agent {
         self.shutdown().await;
     }
 
-    /// Handles one event with scrapes held off, so none sees half of its metric updates.
+    /// Handles one event with scrapes held off, so none sees half of its metric updates;
+    /// then, with the lock released, starts the seeks it asked for.
     fn consistently(&mut self, handle: impl FnOnce(&mut Agent)) {
         let lock = self.metrics.scrape_lock.clone();
-        let _held = lock.hold();
-        handle(self);
+        {
+            let _held = lock.hold();
+            handle(self);
+        }
+        self.start_seeks();
     }
 
     /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
@@ -511,6 +536,7 @@ impl Agent {
         while let Ok(r) = self.reports.try_recv() {
             self.on_report(r);
         }
+        self.start_seeks();
         self.verify_in_flight(deadline).await;
         self.housekeeping();
         self.flush(true);

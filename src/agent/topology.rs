@@ -3,9 +3,11 @@
 //! verifier's assignment.
 
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
 
 use super::{Agent, Background, PartState, KAFKA_TIMEOUT};
 use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
+use crate::verifier::Verifier;
 
 impl Agent {
     pub(super) fn refresh_metadata(&mut self) {
@@ -79,6 +81,12 @@ impl Agent {
                 self.reassign();
             }
             Background::Grown(res) => self.on_grown(res),
+            Background::Sought {
+                partition,
+                offset,
+                result,
+            } => self.on_sought(partition, offset, result),
+            Background::Assigned { partitions, result } => self.on_assigned(partitions, result),
             Background::Watermarks {
                 partition,
                 refused,
@@ -282,17 +290,45 @@ impl Agent {
         );
     }
 
-    /// Points the verifier at every tracked partition, at the tracker's positions.
+    /// Points the verifier at every tracked partition, at the tracker's positions. The
+    /// assignment runs off the runtime (librdkafka waits for its main thread); one at a time,
+    /// and one asked for meanwhile runs after it, at the positions of then.
     pub(super) fn reassign(&mut self) {
+        self.reader_moved = true;
+        if self.assigning {
+            self.reassign_again = true;
+            return;
+        }
         let positions: Vec<(i32, i64)> = self
             .tracker
             .partitions()
             .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
             .collect();
+        self.assigning = true;
+        self.verifier.clear_queues();
+        let consumer = self.verifier.consumer().clone();
+        let topic = self.topic.clone();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = Verifier::assign(&consumer, &topic, &positions);
+            let partitions = positions.into_iter().map(|(p, _)| p).collect();
+            let _ = tx.blocking_send(Background::Assigned { partitions, result });
+        });
+    }
+
+    /// The verifier's assignment returned.
+    pub(super) fn on_assigned(&mut self, partitions: Vec<i32>, result: Result<(), KafkaError>) {
+        self.assigning = false;
         self.reader_moved = true;
-        if let Err(error) = self.verifier.assign(&positions) {
-            tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
-            self.reassign_due = true;
+        match result {
+            Ok(()) => self.verifier.split(&partitions),
+            Err(error) => {
+                tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
+                self.reassign_due = true;
+            }
+        }
+        if std::mem::take(&mut self.reassign_again) {
+            self.reassign();
         }
     }
 }

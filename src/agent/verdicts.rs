@@ -147,13 +147,9 @@ impl Agent {
                 );
             }
             Verdict::Seek { partition, offset } => {
-                // After an out-of-range error librdkafka stops fetching the partition and
-                // refuses a seek; assigning again at the tracker's positions restarts it.
+                // A reader command, not I/O here: it runs off the runtime (see `seeking`).
                 self.reader_moved = true;
-                if let Err(error) = self.verifier.seek(partition, offset) {
-                    tracing::debug!(partition, offset, %error, "verifier seek refused; reassigning");
-                    self.reassign();
-                }
+                self.seeks.want(partition, offset);
             }
             Verdict::Unmatched { partition, seq } => {
                 let p = partition.to_string();
