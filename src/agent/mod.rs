@@ -2,13 +2,13 @@
 //! batch, so that every decision sees one consistent picture and a saved batch is a
 //! consistent cut (pending probes, positions and totals agree).
 //!
-//! Blocking librdkafka calls (metadata, watermarks, the verifier's seeks and assignments) run on the blocking
-//! pool and come back as [`Background`] messages; nothing in the loop blocks, and the scrape
-//! lock guards memory only.
+//! Blocking librdkafka calls (metadata, watermarks, the verifier's seeks and assignments)
+//! run on the blocking pool and come back as [`Background`] messages; nothing in the loop
+//! blocks, and the scrape lock guards memory only.
 
 mod coverage;
+mod reader;
 mod reading;
-mod seeking;
 mod status;
 mod store;
 mod topology;
@@ -108,7 +108,8 @@ pub struct Agent {
     producer_since: Instant,
     /// Kept to build a replacement producer after a fatal error.
     report_tx: mpsc::UnboundedSender<Report>,
-    verifier: Verifier,
+    /// The verifier and the commands that move it.
+    reader: reader::Reader,
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
@@ -119,16 +120,6 @@ pub struct Agent {
     batch: Batch,
     verdicts: Vec<Verdict>,
     payload: Vec<u8>,
-    /// The verifier's assignment must be redone (a seek or an assignment failed).
-    reassign_due: bool,
-    /// The verifier was reassigned or sought since this was last cleared: what its queues
-    /// hold next may come from elsewhere (the main queue first), so a batch read stops.
-    reader_moved: bool,
-    seeks: seeking::Seeks,
-    /// An assignment of the verifier is in flight (see `reassign`).
-    assigning: bool,
-    /// Another assignment was asked for while one was in flight.
-    reassign_again: bool,
     /// Other instances seen on the canary topic, with their counter.
     other_instances: BTreeMap<Uuid, IntCounter>,
     /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
@@ -190,7 +181,7 @@ impl Agent {
             producer,
             reports,
             report_tx,
-            verifier,
+            reader: reader::Reader::new(verifier, bg_tx.clone()),
             store,
             metrics,
             health,
@@ -201,11 +192,6 @@ impl Agent {
             batch: Batch::default(),
             verdicts: Vec::new(),
             payload: Vec::new(),
-            reassign_due: false,
-            reader_moved: false,
-            seeks: seeking::Seeks::default(),
-            assigning: false,
-            reassign_again: false,
             other_instances: BTreeMap::new(),
             other_beyond: None,
             bg_tx,
@@ -251,11 +237,11 @@ impl Agent {
                 _ = house_tick.tick() => self.consistently(Agent::housekeeping),
                 _ = meta_tick.tick() => self.refresh_metadata(),
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
-                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
+                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
                     Some(p) => self.consistently(|a| a.on_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
+                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
             // The verifier's queues are not tokio resources and do not count against the
             // task's cooperative budget. With records always waiting the loop would never
@@ -275,7 +261,7 @@ impl Agent {
             let _held = lock.hold();
             handle(self);
         }
-        self.start_seeks();
+        self.reader.start_seeks();
     }
 
     /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
@@ -499,11 +485,11 @@ impl Agent {
                     break;
                 }
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
-                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
+                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
                     Some(p) => self.consistently(|a| a.on_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
+                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
             tokio::task::consume_budget().await;
         }
@@ -536,7 +522,7 @@ impl Agent {
         while let Ok(r) = self.reports.try_recv() {
             self.on_report(r);
         }
-        self.start_seeks();
+        self.reader.start_seeks();
         self.verify_in_flight(deadline).await;
         self.housekeeping();
         self.flush(true);

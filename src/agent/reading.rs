@@ -19,15 +19,15 @@ impl Agent {
     /// [`READ_BATCH`] in all). Stops at anything but a record, and when the reader moved
     /// (a seek or a reassignment): the next record may then be on the main queue.
     pub(super) fn on_fetched_batch(&mut self, p: i32, first: Fetched) {
-        self.reader_moved = false;
+        self.reader.moved = false;
         let mut next = Some(first);
         let mut n = 0;
         while let Some(f) = next.take() {
             let record = matches!(f, Fetched::Record(_));
             self.read(p, f);
             n += 1;
-            if record && n < READ_BATCH && !self.reader_moved {
-                next = self.verifier.try_next(p);
+            if record && n < READ_BATCH && !self.reader.moved {
+                next = self.reader.try_next(p);
             }
         }
         // Once per batch: the scrape lock is held for all of it.
@@ -62,7 +62,7 @@ impl Agent {
                 // The reader may move while the watermarks are read (an append below it
                 // rewinds it); the tracker judges them against where it stood now.
                 let refused = self.tracker.refused(p);
-                let consumer = self.verifier.consumer().clone();
+                let consumer = self.reader.consumer().clone();
                 let topic = self.topic.clone();
                 let tx = self.bg_tx.clone();
                 tokio::task::spawn_blocking(move || {

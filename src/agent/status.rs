@@ -110,7 +110,7 @@ impl Agent {
         self.health.beat(now / 1000);
         self.tracker.on_tick(now, &mut self.verdicts);
         self.emit_verdicts();
-        if std::mem::take(&mut self.reassign_due) {
+        if std::mem::take(&mut self.reader.assign_due) {
             self.reassign();
         }
         let mut statuses = Vec::with_capacity(self.parts.len());

@@ -3,11 +3,9 @@
 //! verifier's assignment.
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
 
 use super::{Agent, Background, PartState, KAFKA_TIMEOUT};
 use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
-use crate::verifier::Verifier;
 
 impl Agent {
     pub(super) fn refresh_metadata(&mut self) {
@@ -17,7 +15,7 @@ impl Agent {
             return;
         }
         self.metadata_in_flight = true;
-        let consumer = self.verifier.consumer().clone();
+        let consumer = self.reader.consumer().clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -85,8 +83,16 @@ impl Agent {
                 partition,
                 offset,
                 result,
-            } => self.on_sought(partition, offset, result),
-            Background::Assigned { partitions, result } => self.on_assigned(partitions, result),
+            } => {
+                if self.reader.on_sought(partition, offset, result) {
+                    self.reassign();
+                }
+            }
+            Background::Assigned { partitions, result } => {
+                if self.reader.on_assigned(&partitions, result) {
+                    self.reassign();
+                }
+            }
             Background::Watermarks {
                 partition,
                 refused,
@@ -100,7 +106,7 @@ impl Agent {
                 }
                 Err(error) => {
                     tracing::warn!(partition, %error, "cannot read watermarks after out of range; resuming");
-                    self.reassign_due = true;
+                    self.reader.assign_due = true;
                 }
             },
         }
@@ -129,7 +135,7 @@ impl Agent {
             return;
         }
         self.creating = true;
-        let consumer = self.verifier.consumer().clone();
+        let consumer = self.reader.consumer().clone();
         let clients = self.clients.clone();
         let c = &self.cfg.canary;
         let (parts, per_broker, rf) = (c.partitions, c.partitions_per_broker, c.replication_factor);
@@ -250,7 +256,7 @@ impl Agent {
         }
         if !fresh.is_empty() {
             self.starting.extend(fresh.iter().map(|(p, _)| *p));
-            let consumer = self.verifier.consumer().clone();
+            let consumer = self.reader.consumer().clone();
             let producer = self.producer.clone();
             let topic = self.topic.clone();
             let tx = self.bg_tx.clone();
@@ -290,45 +296,14 @@ impl Agent {
         );
     }
 
-    /// Points the verifier at every tracked partition, at the tracker's positions. The
-    /// assignment runs off the runtime (librdkafka waits for its main thread); one at a time,
-    /// and one asked for meanwhile runs after it, at the positions of then.
+    /// Points the verifier at every tracked partition, at the tracker's positions (off the
+    /// runtime: see `reader`).
     pub(super) fn reassign(&mut self) {
-        self.reader_moved = true;
-        if self.assigning {
-            self.reassign_again = true;
-            return;
-        }
         let positions: Vec<(i32, i64)> = self
             .tracker
             .partitions()
             .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
             .collect();
-        self.assigning = true;
-        self.verifier.clear_queues();
-        let consumer = self.verifier.consumer().clone();
-        let topic = self.topic.clone();
-        let tx = self.bg_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = Verifier::assign(&consumer, &topic, &positions);
-            let partitions = positions.into_iter().map(|(p, _)| p).collect();
-            let _ = tx.blocking_send(Background::Assigned { partitions, result });
-        });
-    }
-
-    /// The verifier's assignment returned.
-    pub(super) fn on_assigned(&mut self, partitions: Vec<i32>, result: Result<(), KafkaError>) {
-        self.assigning = false;
-        self.reader_moved = true;
-        match result {
-            Ok(()) => self.verifier.split(&partitions),
-            Err(error) => {
-                tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
-                self.reassign_due = true;
-            }
-        }
-        if std::mem::take(&mut self.reassign_again) {
-            self.reassign();
-        }
+        self.reader.assign(positions);
     }
 }

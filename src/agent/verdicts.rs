@@ -7,11 +7,15 @@ use crate::tracker::{PendingProbe, Verdict};
 use super::{now_us, Agent, SeqAt};
 
 impl Agent {
-    /// Applies the verdicts collected in `self.verdicts`.
+    /// Applies the verdicts collected in `self.verdicts`. A seek is a command for the
+    /// reader, not telemetry: it goes to the reader, which runs it off the runtime.
     pub(super) fn emit_verdicts(&mut self) {
         let verdicts = std::mem::take(&mut self.verdicts);
         for v in &verdicts {
-            self.emit(*v);
+            match *v {
+                Verdict::Seek { partition, offset } => self.reader.seek(partition, offset),
+                v => self.emit(v),
+            }
         }
         self.verdicts = verdicts;
         self.verdicts.clear();
@@ -146,11 +150,8 @@ impl Agent {
                     evidence.as_str(),
                 );
             }
-            Verdict::Seek { partition, offset } => {
-                // A reader command, not I/O here: it runs off the runtime (see `seeking`).
-                self.reader_moved = true;
-                self.seeks.want(partition, offset);
-            }
+            // A reader command, handed to the reader by `emit_verdicts`.
+            Verdict::Seek { .. } => {}
             Verdict::Unmatched { partition, seq } => {
                 let p = partition.to_string();
                 m.unmatched.with_label_values(&[topic, p.as_str()]).inc();
