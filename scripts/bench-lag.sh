@@ -26,7 +26,7 @@
 #
 # Environment: SCALES (group counts, default "10 100 1000"), POLLS (polls measured per scale,
 # default 6: the first and 5 steady ones), INTERVAL (lag.interval, default 15s), SCRAPE (seconds between scrapes,
-# default 15).
+# default 15), CONCURRENCY (lag.concurrency, default: the config's default).
 # Exit status: non-zero if a build, the setup or the agent fails, or if a poll does not export
 # exactly GROUPS x 10 group-partitions.
 set -euo pipefail
@@ -94,6 +94,7 @@ path = "$work/state.db"
 [lag]
 mode = "$mode"
 interval = "$INTERVAL"
+${CONCURRENCY:+concurrency = $CONCURRENCY}
 TOML
   LOSSWATCH_LOG=losswatch::lag::poller=debug,warn "$bin" run --config "$work/agent.toml" >"$work/agent.log" 2>&1 &
   agent_pid=$!

@@ -30,7 +30,7 @@
 //! |---|---|
 //! | [`probe`] | the probe wire format; decoding never panics (sans-IO) |
 //! | [`tracker`] | **the brain**: classifies every acked probe from delivery reports and records read back; what counts as proof of loss is documented there (sans-IO, property-tested) |
-//! | [`canary`] | the producer (acks=all, idempotent; delivery reports onto a channel) and canary topic discovery/creation |
+//! | [`canary`] | the producer (acks=all, idempotent; delivery reports onto a channel), canary topic discovery/creation/growth, broker coverage, and the fleet size that sets the probe interval (`canary.fleet_probe_rate`) |
 //! | [`verifier`] | manual-assign consumer, one queue per partition, `auto.offset.reset=error` |
 //! | [`agent`] | the loop that wires producer, verifier, tracker, ledger and metrics; health and status |
 //! | [`ledger`] | SQLite state: instance id, sequence reservations, pending probes, positions, loss events |
@@ -118,6 +118,9 @@ pub struct Running {
     /// Where the HTTP endpoints listen.
     pub addr: SocketAddr,
     pub registry: Registry,
+    /// The lag poller's per-group and per-partition series (`/metrics` writes them after the
+    /// registry's; see `lag::metrics`).
+    pub lag_series: Registry,
     pub status: watch::Receiver<Arc<Status>>,
     pub health: Arc<Health>,
     agent: JoinHandle<()>,
@@ -229,6 +232,8 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     } else {
         (None, None)
     };
+    let lag_series = lag_metrics.series_registry().clone();
+    let app_lag = lag_metrics.clone();
     let (lag, lag_admin) = lag::spawn(
         &config,
         clients.clone(),
@@ -252,6 +257,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     );
     let app = http::AppState {
         registry: registry.clone(),
+        lag: app_lag,
         scrape_lock,
         health: health.clone(),
         status: status_rx.clone(),
@@ -266,6 +272,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     Ok(Running {
         addr,
         registry,
+        lag_series,
         status: status_rx,
         health,
         agent,

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub ready: IntGauge,
     pub partitions: IntGauge,
+    /// Agents probing the canary topic, as this one counts them (`canary::fleet`).
+    pub fleet_agents: IntGauge,
+    /// This agent's probe interval per partition, seconds.
+    pub probe_interval: prometheus::Gauge,
     pub consumer_errors: IntCounterVec,
     pub metadata_errors: IntCounter,
     pub ledger_write_seconds: Histogram,
@@ -161,6 +165,16 @@ impl Metrics {
             "Number of canary topic partitions being probed.",
         )?;
         reg.register(Box::new(partitions.clone()))?;
+        let fleet_agents = IntGauge::new(
+            "losswatch_fleet_agents",
+            "Agents probing the canary topic, this one included: instances whose probes this agent read within the last 3 of its probe intervals.",
+        )?;
+        reg.register(Box::new(fleet_agents.clone()))?;
+        let probe_interval = prometheus::Gauge::new(
+            "losswatch_probe_interval_seconds",
+            "This agent's probe interval per partition: canary.probe_interval, or with canary.fleet_probe_rate, fleet agents / fleet rate (never below canary.probe_interval).",
+        )?;
+        reg.register(Box::new(probe_interval.clone()))?;
         let metadata_errors = IntCounter::new(
             "losswatch_metadata_errors_total",
             "Metadata refreshes of the canary topic that failed.",
@@ -294,6 +308,8 @@ impl Metrics {
             build_info: gauge(reg, "losswatch_build_info", "Always 1; the version label tells the build.", &["version"])?,
             ready,
             partitions,
+            fleet_agents,
+            probe_interval,
             consumer_errors: counter(
                 reg,
                 "losswatch_verifier_errors_total",
@@ -346,4 +362,27 @@ pub fn render(reg: &Registry, lock: &ScrapeLock) -> String {
     let enc = prometheus::TextEncoder::new();
     enc.encode_to_string(&families)
         .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+}
+
+/// A scrape: the registry (between two agent events), then the lag poller's per-group and
+/// per-partition series written straight from its last snapshot, outside the scrape lock.
+pub fn render_scrape(reg: &Registry, lock: &ScrapeLock, lag: &crate::lag::LagMetrics) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The size of the last scrape: the text is written into one allocation of about the
+    // right size instead of doubling its way there (at 100 000 group-partitions a scrape is
+    // 60 MB).
+    static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
+    let last = LAST_LEN.load(Ordering::Relaxed);
+    let mut text = String::with_capacity((last + last / 16).max(lag.text_len_hint()) + 65_536);
+    let families = {
+        let _consistent = lock.hold();
+        reg.gather()
+    };
+    if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+        text = format!("# encoding failed: {e}\n");
+    }
+    drop(families);
+    lag.write_text(&mut text);
+    LAST_LEN.store(text.len(), Ordering::Relaxed);
+    text
 }

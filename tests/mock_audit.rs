@@ -374,4 +374,10 @@ fn demo_prints_its_audit_findings_once_at_start() {
         "{stdout}"
     );
     assert!(stdout.contains("configs_unavailable"), "{stdout}");
+    // Nothing injected: nothing may be counted, and the demo says so and exits 0.
+    assert!(
+        stdout.contains("no chaos: nothing injected, nothing counted"),
+        "{stdout}"
+    );
+    assert!(out.status.success(), "{:?}\n{stdout}", out.status);
 }

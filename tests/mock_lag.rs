@@ -29,6 +29,8 @@ async fn broker_outage_is_err_and_counted_not_a_crash() {
     cfg.lag.mode = LagMode::Always;
     // The mock cannot list groups: name it.
     cfg.lag.groups = vec!["app".into()];
+    // The mock cluster answers an all-partitions offset fetch with nothing.
+    cfg.lag.offsets_fetch = losswatch::config::lag::OffsetsFetch::Named;
     cfg.lag.interval = Duration::from_millis(500);
     cfg.lag.window = 3;
     cfg.lag.request_timeout = Duration::from_secs(1);

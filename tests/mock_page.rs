@@ -21,6 +21,8 @@ async fn page_and_lag_json_are_served() {
     let mut cfg = config(&mock, "canary", &dir.path().join("s.db"));
     cfg.lag.mode = LagMode::Always;
     cfg.lag.groups = vec!["app".into()];
+    // The mock cluster answers an all-partitions offset fetch with nothing.
+    cfg.lag.offsets_fetch = losswatch::config::lag::OffsetsFetch::Named;
     cfg.lag.interval = Duration::from_millis(500);
     cfg.lag.window = 3;
     cfg.lag.request_timeout = Duration::from_secs(1);

@@ -29,6 +29,7 @@ pub use coverage::CoverageView;
 pub use status::{Health, PartitionStatus, SeqAt, Status, TotalsView};
 pub use store::Store;
 
+use crate::canary::fleet::Fleet;
 use crate::canary::producer::{self, CanaryProducer, Report, SentProbe};
 use crate::canary::topic::{PartitionInfo, TopicError, TopicView};
 use crate::config::Config;
@@ -124,6 +125,9 @@ pub struct Agent {
     other_instances: BTreeMap<Uuid, IntCounter>,
     /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
     other_beyond: Option<IntCounter>,
+    /// Agents seen probing, and this agent's probe interval (`canary::fleet`).
+    fleet: Fleet,
+    started: Instant,
     bg_tx: mpsc::Sender<Background>,
     bg_rx: mpsc::Receiver<Background>,
     metadata_loaded: bool,
@@ -194,6 +198,12 @@ impl Agent {
             payload: Vec::new(),
             other_instances: BTreeMap::new(),
             other_beyond: None,
+            fleet: Fleet::new(
+                loaded.instance,
+                cfg.canary.probe_interval,
+                cfg.canary.fleet_probe_rate,
+            ),
+            started: Instant::now(),
             bg_tx,
             bg_rx,
             metadata_loaded: false,
@@ -207,7 +217,7 @@ impl Agent {
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut probe_tick = tokio::time::interval(self.cfg.canary.probe_interval);
+        let mut probe_tick = tokio::time::interval(self.fleet.interval());
         let mut meta_tick = tokio::time::interval(self.cfg.canary.metadata_refresh);
         let mut flush_tick = tokio::time::interval(self.cfg.state.flush_interval);
         let mut house_tick = tokio::time::interval(Duration::from_secs(1));
@@ -234,7 +244,18 @@ impl Agent {
                 Some(r) = self.reports.recv() => self.consistently(|a| a.on_report(r)),
                 _ = probe_tick.tick() => self.send_probes().await,
                 _ = flush_tick.tick() => self.flush(false),
-                _ = house_tick.tick() => self.consistently(Agent::housekeeping),
+                _ = house_tick.tick() => {
+                    self.consistently(Agent::housekeeping);
+                    if let Some(every) = self.fleet.take_change() {
+                        tracing::info!(
+                            agents = self.fleet.live(),
+                            interval = ?every,
+                            "probe interval follows the fleet size"
+                        );
+                        probe_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        probe_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                    }
+                }
                 _ = meta_tick.tick() => self.refresh_metadata(),
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {

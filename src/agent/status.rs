@@ -108,6 +108,13 @@ impl Agent {
     pub(super) fn housekeeping(&mut self) {
         let now = now_us();
         self.health.beat(now / 1000);
+        self.fleet.tick(self.started.elapsed().as_secs());
+        self.metrics
+            .fleet_agents
+            .set(i64::try_from(self.fleet.live()).unwrap_or(i64::MAX));
+        self.metrics
+            .probe_interval
+            .set(self.fleet.interval().as_secs_f64());
         self.tracker.on_tick(now, &mut self.verdicts);
         self.emit_verdicts();
         if std::mem::take(&mut self.reader.assign_due) {

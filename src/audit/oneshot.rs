@@ -43,7 +43,7 @@ pub async fn run(cfg: &ValidConfig, json: bool) -> Outcome {
         timeout: cfg.audit.request_timeout,
         describe: Ok(()),
     };
-    let result = task::audit_once(&admin, &scope).await;
+    let result = task::audit_once(admin.client(), &scope).await;
     // Closing the client blocks until its threads end: not on the runtime.
     let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
     let (report, _) = match result {

@@ -44,12 +44,12 @@ fn now_ms() -> i64 {
 
 type Admin = AdminClient<crate::kafka::Context>;
 
-/// Creates the admin client the audit (and `losswatch audit`) uses.
-pub fn admin_client(clients: &Clients) -> Result<Arc<Admin>, rdkafka::error::KafkaError> {
-    clients
-        .config()
-        .create_with_context(clients.context("audit"))
-        .map(Arc::new)
+/// Creates the admin client the audit (and `losswatch audit`) uses; its `client()` is what
+/// [`audit_once`] takes.
+pub fn admin_client(
+    clients: &Clients,
+) -> Result<Arc<crate::kafka::Admin>, rdkafka::error::KafkaError> {
+    clients.admin("audit")
 }
 
 /// One audit with a given client: what `losswatch audit` runs, and the task at each tick.
@@ -121,7 +121,7 @@ struct Task {
     metrics: AuditMetrics,
     tx: watch::Sender<Arc<AuditState>>,
     /// The audit's own client, only when no lag poller's client is there to borrow.
-    client: Option<Arc<Admin>>,
+    client: Option<Arc<crate::kafka::Admin>>,
     backoff: Backoff,
 }
 
@@ -209,7 +209,7 @@ impl Task {
                 }
             }
         }
-        self.client.clone()
+        self.client.as_ref().map(|c| c.client().clone())
     }
 
     async fn audit(&mut self) {

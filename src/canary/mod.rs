@@ -2,5 +2,6 @@
 //! growth) and whether it covers every broker.
 
 pub mod coverage;
+pub mod fleet;
 pub mod producer;
 pub mod topic;

@@ -4,19 +4,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::kafka::{Clients, Context};
+use crate::kafka::Clients;
 
 /// The admin client of topic creation and growth, with the agent's client context: its
 /// connection errors are counted and logged (secrets scrubbed) like every other client's.
-fn admin(clients: &Clients) -> Result<AdminClient<Context>, KafkaError> {
-    clients
-        .config()
-        .create_with_context(clients.context("topic-admin"))
+fn admin(clients: &Clients) -> Result<std::sync::Arc<crate::kafka::Admin>, KafkaError> {
+    clients.admin("topic-admin")
 }
 
 /// One partition as metadata describes it.
@@ -144,11 +142,14 @@ pub async fn create(
     )
     .set("min.insync.replicas", &min_insync)
     .set("unclean.leader.election.enable", "false");
-    let opts = AdminOptions::new().operation_timeout(Some(timeout));
-    let results = admin
-        .create_topics([&new], &opts)
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let call = admin.client().create_topics([&new], &opts);
+    let results = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        Err(_) => return Err(err("CreateTopics did not answer in time".into())),
+        Ok(r) => r.map_err(|e| err(e.to_string()))?,
+    };
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -179,7 +180,7 @@ pub async fn grow(
     let opts = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let call = admin.create_partitions([&new], &opts);
+    let call = admin.client().create_partitions([&new], &opts);
     let results = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
         Err(_) => return Err("CreatePartitions did not answer in time".into()),
         Ok(r) => r.map_err(|e| e.to_string())?,
@@ -203,7 +204,58 @@ pub async fn grow(
 
 #[cfg(test)]
 mod tests {
-    use super::Layout;
+    use std::time::{Duration, Instant};
+
+    use super::{create, grow, Layout};
+    use crate::canary::coverage::Plan;
+    use crate::config::Config;
+    use crate::kafka::{Clients, ErrorKind, KafkaErrors};
+
+    /// Clients whose every connection is refused: a loopback port nothing listens on.
+    fn refused() -> (Clients, KafkaErrors) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut cfg = Config::default();
+        cfg.kafka.bootstrap_servers = format!("127.0.0.1:{port}");
+        let errors = KafkaErrors::register(&prometheus::Registry::new()).unwrap();
+        (Clients::new(&cfg.build().unwrap(), errors.clone()), errors)
+    }
+
+    /// The topic admin client's connection errors are counted and named like every other
+    /// client's, and a cluster that cannot be reached bounds the call by its timeout.
+    #[tokio::test]
+    async fn topic_admin_errors_are_counted_and_bounded() {
+        let (clients, errors) = refused();
+        let timeout = Duration::from_secs(2);
+        let start = Instant::now();
+        let created = create(&clients, "canary", Layout::new(1, 1, 1, 1), timeout).await;
+        assert!(created.is_err(), "{created:?}");
+        let plan = Plan {
+            total: 2,
+            assignments: vec![vec![1]],
+        };
+        let grown = grow(&clients, "canary", &plan, timeout).await;
+        assert!(grown.is_err(), "{grown:?}");
+        assert!(
+            start.elapsed() < 2 * (timeout + Duration::from_secs(2)),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            errors.count(ErrorKind::Transport) >= 2,
+            "transport errors counted: {}",
+            errors.count(ErrorKind::Transport)
+        );
+        let last = errors.last().expect("an error is remembered");
+        assert_eq!(
+            (last.client, last.kind),
+            ("topic-admin", ErrorKind::Transport),
+            "{}",
+            last.reason
+        );
+    }
 
     #[test]
     fn layout_table() {

@@ -19,6 +19,20 @@ pub enum LagMode {
     Off,
 }
 
+/// How a group's committed offsets are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetsFetch {
+    /// One request per group for every partition it has a commit on (an OffsetFetch naming
+    /// no topics: Kafka 0.10.2 and later, Tansu). Costs what the group has committed.
+    Group,
+    /// Name the partitions: every partition of every topic when a group is first seen and
+    /// about every `discovery_interval`, the topics it has commits on in between. For brokers
+    /// that answer an all-partitions fetch with nothing (librdkafka's MockCluster, which the
+    /// demo runs on). A search costs groups × partitions of the cluster.
+    Named,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LagConfig {
@@ -40,8 +54,12 @@ pub struct LagConfig {
     pub concurrency: usize,
     /// Read the timestamp of the first unconsumed record (else only interpolate).
     pub read_timestamps: bool,
-    /// How often every topic is searched for new commits of each group (a group's known
-    /// topics, and those its members are assigned, are fetched at every poll).
+    /// How committed offsets are asked for: `group` (every partition a group committed, one
+    /// request per group) or `named` (the partitions named, found by searching every topic).
+    pub offsets_fetch: OffsetsFetch,
+    /// With `offsets_fetch = "named"`: how often every topic is searched for new commits of
+    /// each group (a group's known topics, and those its members are assigned, are fetched at
+    /// every poll).
     #[serde(with = "humantime_serde")]
     pub discovery_interval: Duration,
     /// Timeout of each request of a poll.
@@ -72,6 +90,7 @@ impl Default for LagConfig {
             window: 10,
             concurrency: 8,
             read_timestamps: true,
+            offsets_fetch: OffsetsFetch::Group,
             discovery_interval: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             election_group: "losswatch-lag-election".into(),

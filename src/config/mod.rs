@@ -66,9 +66,13 @@ impl Default for KafkaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CanaryConfig {
     pub topic: String,
-    /// One probe per partition per interval.
+    /// One probe per partition per interval (with `fleet_probe_rate`, the shortest interval).
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
+    /// Probes per partition per second the whole fleet writes: each agent probes every
+    /// `max(probe_interval, live agents / fleet_probe_rate)` (`canary::fleet`). Unset: every
+    /// agent probes every `probe_interval`.
+    pub fleet_probe_rate: Option<f64>,
     /// Size of each probe record in bytes (at least the 46-byte header).
     pub payload_bytes: usize,
     /// A probe arriving later than this after it was produced is also counted late.
@@ -107,6 +111,7 @@ impl Default for CanaryConfig {
         CanaryConfig {
             topic: "losswatch-canary".into(),
             probe_interval: Duration::from_secs(1),
+            fleet_probe_rate: None,
             payload_bytes: 100,
             late_threshold: Duration::from_secs(10),
             metadata_refresh: Duration::from_secs(30),
@@ -474,6 +479,14 @@ impl Config {
         }
         if c.probe_interval < Duration::from_millis(10) {
             return Err(invalid("canary.probe_interval", "expected at least 10ms"));
+        }
+        if let Some(rate) = c.fleet_probe_rate {
+            if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
+                return Err(invalid(
+                    "canary.fleet_probe_rate",
+                    "expected probes per partition per second, above 0 and at most 1000",
+                ));
+            }
         }
         if !(crate::probe::HEADER_LEN..=1_000_000).contains(&c.payload_bytes) {
             return Err(invalid(

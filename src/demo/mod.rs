@@ -213,6 +213,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> Result<Outco
     // The mock cannot list groups: poll the simulated application's group by name.
     cfg.lag.mode = crate::lag::LagMode::Always;
     cfg.lag.groups = vec![APP_GROUP.into()];
+    // The mock cluster answers an all-partitions offset fetch with nothing.
+    cfg.lag.offsets_fetch = crate::config::lag::OffsetsFetch::Named;
     cfg.lag.interval = Duration::from_secs(2);
     cfg.lag.window = 5;
     cfg.lag.request_timeout = Duration::from_secs(2);

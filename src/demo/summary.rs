@@ -7,6 +7,21 @@ use std::collections::BTreeMap;
 use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::Registry;
 
+/// The agent's metrics as a scrape sees them: its registry and the lag poller's series.
+#[derive(Clone)]
+pub struct Registries {
+    pub main: Registry,
+    pub lag: Registry,
+}
+
+impl Registries {
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        let mut f = self.main.gather();
+        f.extend(self.lag.gather());
+        f
+    }
+}
+
 use super::PARTITIONS;
 
 fn value(f: &MetricFamily, m: &Metric) -> f64 {
@@ -99,7 +114,7 @@ fn merge(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, sign: f64) -> BTr
 }
 
 impl Counters {
-    pub fn read(registry: &Registry) -> Counters {
+    pub fn read(registry: &Registries) -> Counters {
         let f = registry.gather();
         Counters {
             sent: sum(&f, "losswatch_probes_sent_total"),
@@ -193,8 +208,8 @@ pub struct Summary {
 
 impl Summary {
     /// `earlier` are the counters of the agent's earlier runs (before a power loss).
-    pub fn read(earlier: &Counters, current: Option<&Registry>) -> Summary {
-        let fams = current.map(Registry::gather).unwrap_or_default();
+    pub fn read(earlier: &Counters, current: Option<&Registries>) -> Summary {
+        let fams = current.map(Registries::gather).unwrap_or_default();
         let c = current.map_or_else(Counters::default, Counters::read);
         let total = earlier.plus(&c);
         let acked = by_label(&fams, "losswatch_probes_acked_total", "partition");
@@ -245,7 +260,7 @@ pub struct LagSummary {
 }
 
 impl LagSummary {
-    pub fn read(registry: &Registry, group: &str, earlier_expired: f64) -> LagSummary {
+    pub fn read(registry: &Registries, group: &str, earlier_expired: f64) -> LagSummary {
         let fams = registry.gather();
         let of = |name: &str| {
             fams.iter()

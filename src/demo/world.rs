@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::Registry;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::summary::Registries;
 use super::verdict::{self, Stage, StageResult};
 use super::{Counters, DemoError, DemoOptions, APP_GROUP, APP_PARTITIONS, APP_TOPIC, BROKERS};
 use super::{PARTITIONS, TOPIC};
@@ -22,7 +22,7 @@ use crate::config::Config;
 #[derive(Default)]
 pub(super) struct Books {
     pub(super) earlier: Counters,
-    pub(super) registry: Option<Registry>,
+    pub(super) registry: Option<Registries>,
 }
 
 impl Books {
@@ -84,7 +84,10 @@ impl World {
         cfg.http.listen = self.listen;
         let running = crate::start(cfg.build()?, self.agent_stop.clone()).await?;
         self.listen = running.addr;
-        lock(&self.books).registry = Some(running.registry.clone());
+        lock(&self.books).registry = Some(Registries {
+            main: running.registry.clone(),
+            lag: running.lag_series.clone(),
+        });
         self.running = Some(running);
         Ok(())
     }

@@ -39,6 +39,8 @@ const LIVENESS_MS: i64 = 30_000;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    /// The lag poller's per-group series, appended to every scrape and read by `/api/lag`.
+    pub lag: crate::lag::LagMetrics,
     pub scrape_lock: crate::metrics::ScrapeLock,
     pub health: Arc<Health>,
     pub status: watch::Receiver<Arc<Status>>,
@@ -93,10 +95,13 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
             crate::page::HTML,
             "text/html; charset=utf-8",
         ),
-        "/api/lag" => json(StatusCode::OK, &crate::page::lag(&state.registry)),
+        "/api/lag" => json(
+            StatusCode::OK,
+            &crate::page::lag(state.lag.series_registry()),
+        ),
         "/metrics" => text(
             StatusCode::OK,
-            crate::metrics::render(&state.registry, &state.scrape_lock),
+            crate::metrics::render_scrape(&state.registry, &state.scrape_lock, &state.lag),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/livez" => match state.health.since_beat_ms(now_us() / 1000) {

@@ -3,7 +3,7 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`Clients`] | the librdkafka settings built from the validated config: bootstrap servers, `kafka.properties`, the values of `kafka.secret_files` |
+//! | [`Clients`] | the librdkafka settings built from the validated config: bootstrap servers, `kafka.properties`, the values of `kafka.secret_files`; every admin client ([`Admin`], whose log lines and errors reach its context) |
 //! | [`context`] | the one client context: librdkafka's log lines and errors, with hooks for delivery reports and rebalances |
 //! | [`errors`] | `losswatch_kafka_errors_total{kind}`, the error log line and the last error `/readyz` shows |
 //! | [`log_context`] | librdkafka's log lines routed into `tracing` |
@@ -18,12 +18,20 @@ pub mod log_context;
 
 use std::sync::Arc;
 
+use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 
 pub use context::{Context, Delivery, Hooks};
 pub use errors::{ErrorKind, KafkaErrors};
 
 use crate::config::ValidConfig;
+
+/// An admin client whose log lines and errors reach its context. rust-rdkafka's own
+/// `AdminClient` never polls the client's main queue, where librdkafka puts both: an
+/// [`rdkafka_admin_ext::Admin`] over it does, so every admin client is made by
+/// [`Clients::admin`]. Its `client()` is the rust-rdkafka client, for the calls that crate binds.
+pub type Admin = rdkafka_admin_ext::Admin<Context>;
 
 /// Prefix of the verifiers' group ids (see `verifier`): never joined, but listed by brokers
 /// that keep a group for every id that asked for a coordinator.
@@ -97,6 +105,14 @@ impl Clients {
     /// Removes the secrets from a text about a client (an error, a log line).
     pub fn scrub(&self, text: &str) -> String {
         self.scrubber.scrub(text)
+    }
+
+    /// An admin client named `client` in logs and errors (see [`Admin`]).
+    pub fn admin(&self, client: &'static str) -> Result<Arc<Admin>, KafkaError> {
+        let c: AdminClient<Context> = self.config.create_with_context(self.context(client))?;
+        Admin::new(Arc::new(c))
+            .map(Arc::new)
+            .map_err(|e| KafkaError::AdminOpCreation(e.to_string()))
     }
 
     /// The context of a client without hooks; `client` names it in logs.

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -72,10 +72,7 @@ async fn ensure_topic(clients: &Clients, topic: &str, timeout: Duration) {
         }
         Err(_) => return,
     };
-    let admin: AdminClient<Context> = match clients
-        .config()
-        .create_with_context(clients.context("lag-election"))
-    {
+    let admin = match clients.admin("lag-election") {
         Ok(a) => a,
         Err(error) => {
             let error = clients.scrub(&error.to_string());
@@ -86,7 +83,7 @@ async fn ensure_topic(clients: &Clients, topic: &str, timeout: Duration) {
     let replication = i32::try_from(brokers.clamp(1, 3)).unwrap_or(1);
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
-    match admin.create_topics([&new], &opts).await {
+    match admin.client().create_topics([&new], &opts).await {
         Ok(results) => {
             for r in results {
                 match r {

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::TopicPartitionList;
@@ -34,12 +33,7 @@ pub type LagReader = BaseConsumer<Context>;
 
 /// The poller's admin client.
 pub fn admin(clients: &Clients) -> Result<Arc<LagAdmin>, KafkaError> {
-    let client: AdminClient<Context> = clients
-        .config()
-        .create_with_context(clients.context("lag"))?;
-    Admin::new(Arc::new(client))
-        .map(Arc::new)
-        .map_err(|e| KafkaError::AdminOpCreation(e.to_string()))
+    clients.admin("lag")
 }
 
 /// The reader consumer: it reads and never commits or joins.
@@ -213,7 +207,7 @@ pub type Committed = Result<BTreeMap<Tp, i64>, String>;
 /// in flight over the admin client's connections.
 pub async fn committed<Q: Send + 'static>(
     admin: &LagAdmin,
-    plans: Vec<(String, Q, Vec<Tp>)>,
+    plans: Vec<(String, Q, Option<Vec<Tp>>)>,
     concurrency: usize,
     timeout: Duration,
 ) -> Vec<(String, Q, Committed)> {
@@ -225,15 +219,21 @@ pub async fn committed<Q: Send + 'static>(
             let Some((g, q, parts)) = plans.next() else {
                 break;
             };
-            if parts.is_empty() {
-                out.push((g, q, Ok(BTreeMap::new())));
-                continue;
-            }
-            let mut tpl = TopicPartitionList::with_capacity(parts.len());
-            for (t, p) in &parts {
-                tpl.add_partition(t, *p);
-            }
-            let reply = admin.list_consumer_group_offsets(&g, Some(&tpl), &options(timeout));
+            let tpl = match parts {
+                Some(parts) if parts.is_empty() => {
+                    out.push((g, q, Ok(BTreeMap::new())));
+                    continue;
+                }
+                Some(parts) => {
+                    let mut tpl = TopicPartitionList::with_capacity(parts.len());
+                    for (t, p) in &parts {
+                        tpl.add_partition(t, *p);
+                    }
+                    Some(tpl)
+                }
+                None => None,
+            };
+            let reply = admin.list_consumer_group_offsets(&g, tpl.as_ref(), &options(timeout));
             set.spawn(async move {
                 let r = reply.await.map_err(|e| e.to_string()).map(|offsets| {
                     offsets

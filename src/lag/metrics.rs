@@ -1,8 +1,13 @@
 //! The lag poller's metrics. The per-group and per-partition series are a view of the last
-//! [`Snapshot`], rendered at scrape time by `SeriesCollector`: a group or partition that is
-//! not in the snapshot has no series, and no per-series state is kept between scrapes (at
-//! 10 000 group-partitions, one prometheus child per series would hold about 1 KB each).
-//! Only the agent that polls has a snapshot.
+//! [`Snapshot`]: a group or partition that is not in the snapshot has no series, and no
+//! per-series state is kept between scrapes (at 10 000 group-partitions, one prometheus
+//! child per series would hold about 1 KB each). Only the agent that polls has a snapshot.
+//!
+//! `/metrics` gets them from [`LagMetrics::write_text`], written straight into the scrape
+//! text from the snapshot, outside the scrape lock: no prometheus value per series (at 10 000
+//! group-partitions those took about 20 MB at every scrape) and no agent event held back
+//! while they are written. Readers that want metric values (`/api/lag`, the demo) gather
+//! [`LagMetrics::series_registry`], a registry of their own that renders the same snapshot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,6 +86,8 @@ type View = Arc<Mutex<Option<Arc<Snapshot>>>>;
 #[derive(Clone)]
 pub struct LagMetrics {
     view: View,
+    /// The per-group and per-partition series as a registry, for readers of metric values.
+    series: Registry,
     pub negative: IntCounter,
     pub poll_duration: Histogram,
     pub poll_errors: IntCounterVec,
@@ -100,9 +107,11 @@ fn reg<T: Collector + Clone + 'static>(r: &Registry, c: T) -> prometheus::Result
 impl LagMetrics {
     pub fn register(r: &Registry) -> prometheus::Result<LagMetrics> {
         let view = View::default();
-        r.register(Box::new(SeriesCollector::new(view.clone())?))?;
+        let series = Registry::new();
+        series.register(Box::new(SeriesCollector::new(view.clone())?))?;
         let m = LagMetrics {
             view,
+            series,
             negative: reg(r, IntCounter::new("losswatch_lag_negative_total", "Group-partitions whose committed offset was above the log end read in the same poll (a commit raced the read); their lag is shown as 0.")?)?,
             poll_duration: reg(r, Histogram::with_opts(HistogramOpts::new("losswatch_lag_poll_duration_seconds", "Wall time of one consumer-group lag poll.").buckets(POLL_BUCKETS.to_vec()))?)?,
             poll_errors: reg(r, IntCounterVec::new(Opts::new("losswatch_lag_poll_errors_total", "Failed requests of lag polls, by reason (per group for committed offsets, per partition for log offsets and timestamps)."), &["reason"])?)?,
@@ -157,11 +166,153 @@ impl LagMetrics {
             .inc_by(messages);
     }
 
+    /// The per-group and per-partition series as metric values (`/api/lag`, the demo).
+    pub fn series_registry(&self) -> &Registry {
+        &self.series
+    }
+
+    /// About how many bytes [`Self::write_text`] writes: a capacity hint for the scrape.
+    pub fn text_len_hint(&self) -> usize {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.as_ref().map_or(0, |s| {
+            // Measured line lengths with names of typical length, rounded up.
+            let headers: usize = FAMILIES
+                .iter()
+                .map(|(name, help, _, _)| help.len() + 2 * name.len() + 32)
+                .sum();
+            headers + s.parts.len() * 5 * 130 + s.logs.len() * 2 * 80 + s.groups.len() * 7 * 70
+        })
+    }
+
+    /// Appends the per-group and per-partition series of the last snapshot to a scrape, in
+    /// the Prometheus text format (the same series `series_registry` gathers).
+    pub fn write_text(&self, out: &mut String) {
+        let Some(snap) = self.view.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        write_snapshot(&snap, out);
+    }
+
     /// Removes every per-group and per-partition series: this agent stopped polling.
     pub fn clear(&self) {
         *self.view.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.groups.set(0);
         self.group_partitions.set(0);
+    }
+}
+
+/// `# HELP` and `# TYPE` of family `i` of [`FAMILIES`].
+fn header(i: usize, out: &mut String) {
+    use std::fmt::Write;
+    let (name, help, kind, _) = FAMILIES[i];
+    let kind = if kind == MetricType::COUNTER {
+        "counter"
+    } else {
+        "gauge"
+    };
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+/// A label value escaped for the text format.
+fn escaped(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One series line: `name{k="v",...} value`.
+fn line(name: &str, labels: &[(&str, &str)], value: f64, out: &mut String) {
+    use std::fmt::Write;
+    out.push_str(name);
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escaped(v, out);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {value}");
+}
+
+/// Every family of [`FAMILIES`] with its series from `snap`; a family without series is left
+/// out, as the registry's encoder does.
+fn write_snapshot(snap: &Snapshot, out: &mut String) {
+    let name = |i: usize| FAMILIES[i].0;
+    let mut p = String::new();
+    if !snap.parts.is_empty() {
+        for (i, value) in [
+            (
+                0usize,
+                (|r: &super::book::PartRow| r.lag as f64) as fn(&super::book::PartRow) -> f64,
+            ),
+            (1, |r| r.lag_seconds),
+            (3, |r| r.committed as f64),
+            (4, |r| r.expired_total as f64),
+        ] {
+            header(i, out);
+            for ((g, (t, part)), row) in &snap.parts {
+                p.clear();
+                p.push_str(&part.to_string());
+                let l = [
+                    ("group", g.as_str()),
+                    ("topic", t.as_str()),
+                    ("partition", p.as_str()),
+                ];
+                line(name(i), &l, value(row), out);
+            }
+        }
+        header(2, out);
+        for ((g, (t, part)), row) in &snap.parts {
+            let ps = part.to_string();
+            let l = [
+                ("group", g.as_str()),
+                ("topic", t.as_str()),
+                ("partition", ps.as_str()),
+                ("method", row.method.as_label()),
+            ];
+            line(name(2), &l, 1.0, out);
+        }
+    }
+    if !snap.logs.is_empty() {
+        for (i, end) in [(5usize, true), (6, false)] {
+            header(i, out);
+            for ((t, part), log) in &snap.logs {
+                let ps = part.to_string();
+                let v = if end { log.end } else { log.start };
+                line(
+                    name(i),
+                    &[("topic", t.as_str()), ("partition", ps.as_str())],
+                    v as f64,
+                    out,
+                );
+            }
+        }
+    }
+    if !snap.groups.is_empty() {
+        header(7, out);
+        for (g, row) in &snap.groups {
+            for s in Status::ALL {
+                let l = [("group", g.as_str()), ("status", s.as_label())];
+                line(name(7), &l, f64::from(u8::from(s == row.status)), out);
+            }
+        }
+        if snap.groups.values().any(|r| r.members.is_some()) {
+            header(8, out);
+            for (g, row) in &snap.groups {
+                if let Some(n) = row.members {
+                    line(name(8), &[("group", g.as_str())], n as f64, out);
+                }
+            }
+        }
     }
 }
 
@@ -304,15 +455,48 @@ mod tests {
         s
     }
 
+    /// The text written straight from the snapshot is what prometheus's encoder makes of
+    /// the same series gathered from `series_registry` (line for line, in any order), also
+    /// for names that need escaping.
+    #[test]
+    fn written_text_equals_the_encoded_registry() {
+        let r = Registry::new();
+        let m = LagMetrics::register(&r).unwrap();
+        let mut snap = snapshot(&["a", "b", "we\"ird\\grp\nname"]);
+        snap.groups.get_mut("b").unwrap().members = None;
+        m.publish(snap);
+        let mut written = String::new();
+        m.write_text(&mut written);
+        let encoded = prometheus::TextEncoder::new()
+            .encode_to_string(&m.series_registry().gather())
+            .unwrap();
+        let sorted = |t: &str| {
+            let mut l: Vec<String> = t.lines().map(str::to_owned).collect();
+            l.sort();
+            l
+        };
+        assert_eq!(sorted(&written), sorted(&encoded), "{written}");
+        assert!(m.text_len_hint() >= written.len(), "{}", m.text_len_hint());
+        assert!(
+            written.contains(r#"group="we\"ird\\grp\nname""#),
+            "{written}"
+        );
+        // Nothing when there is no snapshot.
+        m.clear();
+        let mut empty = String::new();
+        m.write_text(&mut empty);
+        assert_eq!(empty, "");
+    }
+
     #[test]
     fn series_follow_the_last_snapshot() {
         let r = Registry::new();
         let m = LagMetrics::register(&r).unwrap();
-        let text = crate::metrics::render(&r, &crate::metrics::ScrapeLock::default());
+        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
         assert!(!text.contains("losswatch_consumergroup_lag{"), "{text}");
 
         m.publish(snapshot(&["a", "b"]));
-        let text = crate::metrics::render(&r, &crate::metrics::ScrapeLock::default());
+        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
         for line in [
             r#"losswatch_consumergroup_lag{group="a",topic="t",partition="3"} 7"#,
             r#"losswatch_consumergroup_lag_seconds{group="b",topic="t",partition="3"} 1.5"#,
@@ -338,12 +522,12 @@ mod tests {
 
         // A group that disappears takes its series with it.
         m.publish(snapshot(&["b"]));
-        let text = crate::metrics::render(&r, &crate::metrics::ScrapeLock::default());
+        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
         assert!(!text.contains(r#"group="a""#), "{text}");
         assert!(text.contains(r#"group="b""#));
 
         m.clear();
-        let text = crate::metrics::render(&r, &crate::metrics::ScrapeLock::default());
+        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
         assert!(!text.contains("group="), "{text}");
         assert!(text.contains("losswatch_lag_groups 0"));
     }

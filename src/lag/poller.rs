@@ -13,8 +13,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::book::{Book, GroupInput, PollInput, Snapshot, Tp};
-use super::config::{GroupFilter, LagConfig, LagMode};
-use super::discovery::{self, Discovery};
+use super::config::{GroupFilter, LagConfig, LagMode, OffsetsFetch};
+use super::discovery::{self, Discovery, Query};
 use super::kafka::{self, LagAdmin, LagReader};
 use super::metrics::{LagMetrics, PollError};
 use super::records;
@@ -335,12 +335,17 @@ impl Poller {
         topics: &BTreeMap<String, Vec<i32>>,
         now: i64,
     ) -> BTreeMap<String, Option<BTreeMap<Tp, i64>>> {
+        let named = self.cfg.offsets_fetch == OffsetsFetch::Named;
         let plans = groups
             .iter()
             .map(|(g, (_, assigned))| {
+                if !named {
+                    // Every partition the group committed, in one request.
+                    return (g.clone(), Query::All, None);
+                }
                 let q = self.discovery.plan(g, assigned, now);
                 let parts = discovery::partitions(&q, topics);
-                (g.clone(), q, parts)
+                (g.clone(), q, Some(parts))
             })
             .collect();
         let fetched =
@@ -349,8 +354,10 @@ impl Poller {
         for (g, q, r) in fetched {
             match r {
                 Ok(c) => {
-                    let ts: BTreeSet<String> = c.keys().map(|(t, _)| t.clone()).collect();
-                    self.discovery.learn(&g, &q, ts, now);
+                    if named {
+                        let ts: BTreeSet<String> = c.keys().map(|(t, _)| t.clone()).collect();
+                        self.discovery.learn(&g, &q, ts, now);
+                    }
                     out.insert(g, Some(c));
                 }
                 Err(error) => {

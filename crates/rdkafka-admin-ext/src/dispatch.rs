@@ -16,6 +16,13 @@
 //! 4. The thread holds the [`Shared`] (so the queue and the client) until the `Admin` is
 //!    dropped and no request is in flight: no box is ever left inside librdkafka, no answer
 //!    lands on a destroyed queue.
+//!
+//! The client's main queue is forwarded to ours as well (`rd_kafka_queue_forward`). rust-rdkafka
+//! sends a client's log lines and errors there (it sets `log.queue`), and its own `AdminClient`
+//! never polls it: without the forward, an admin client's log lines and errors would reach no
+//! [`ClientContext`] and pile up in the queue for the client's lifetime. The dispatcher hands
+//! them to the client's context (`log`, `error`) as rust-rdkafka's consumers and producers do.
+//! The forward is undone in `Drop`, before our queue is destroyed.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::future::Future;
@@ -28,6 +35,8 @@ use std::task::{Context, Poll};
 use futures_channel::oneshot;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka_sys as rd;
 
 use crate::native::code_error;
@@ -55,9 +64,30 @@ unsafe impl<C: ClientContext + 'static> Sync for Shared<C> {}
 
 impl<C: ClientContext + 'static> Drop for Shared<C> {
     fn drop(&mut self) {
+        // The client may outlive us (other owners of the `Arc`): its main queue stops
+        // forwarding to the queue destroyed below.
+        forward_main(&self.client, std::ptr::null_mut());
         // SAFETY: `queue` came from `rd_kafka_queue_new` and is destroyed only here. The
         // client it belongs to is still alive: `self.client` is released after this body.
         unsafe { rd::rd_kafka_queue_destroy(self.queue) };
+    }
+}
+
+/// Forwards the client's main queue to `to` (NULL: stops forwarding).
+fn forward_main<C: ClientContext + 'static>(
+    client: &AdminClient<C>,
+    to: *mut rd::rd_kafka_queue_t,
+) {
+    // SAFETY: `native_ptr` is the client's live `rd_kafka_t`. `rd_kafka_queue_get_main`
+    // returns a new reference to its main queue, released once below; `to` is NULL or a
+    // live queue of the same client. The forward itself holds its own reference to `to`.
+    unsafe {
+        let main = rd::rd_kafka_queue_get_main(client.inner().native_ptr());
+        if main.is_null() {
+            return;
+        }
+        rd::rd_kafka_queue_forward(main, to);
+        rd::rd_kafka_queue_destroy(main);
     }
 }
 
@@ -71,6 +101,7 @@ impl<C: ClientContext + 'static> Shared<C> {
                 "cannot create a result queue".into(),
             ));
         }
+        forward_main(&client, queue);
         let shared = Arc::new(Shared {
             client,
             queue,
@@ -116,6 +147,12 @@ impl<C: ClientContext + 'static> Shared<C> {
                 // the thread or the event.
                 let _ = catch_unwind(AssertUnwindSafe(move || handler(ev)));
                 self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            } else {
+                // A log line or an error from the main queue: the context's, as for any
+                // other rust-rdkafka client. A panicking context loses the line only.
+                let context = self.client.inner().context();
+                // SAFETY: `ev` is live until destroyed below.
+                let _ = catch_unwind(AssertUnwindSafe(|| unsafe { to_context(&**context, ev) }));
             }
             // SAFETY: the handler copied what it keeps; the event and every result object
             // it owns are freed here, once.
@@ -169,6 +206,49 @@ impl<C: ClientContext + 'static> Shared<C> {
             rx: Some(rx),
             ready: None,
         }
+    }
+}
+
+/// Hands a main-queue event to the client's context: a log line to `log`, an error to
+/// `error` (as rust-rdkafka does for its other clients); any other event is only freed.
+///
+/// # Safety
+/// `ev` must be a live event.
+unsafe fn to_context<C: ClientContext>(context: &C, ev: *mut rd::rd_kafka_event_t) {
+    // SAFETY: `ev` is live (the caller's contract); strings are copied at once.
+    unsafe {
+        match rd::rd_kafka_event_type(ev) {
+            rd::RD_KAFKA_EVENT_LOG => {
+                let mut fac: *const c_char = std::ptr::null();
+                let mut text: *const c_char = std::ptr::null();
+                let mut level: i32 = 0;
+                if rd::rd_kafka_event_log(ev, &mut fac, &mut text, &mut level) == 0 {
+                    let fac = crate::native::string(fac);
+                    let text = crate::native::string(text);
+                    context.log(log_level(level), fac.trim(), text.trim());
+                }
+            }
+            rd::RD_KAFKA_EVENT_ERROR => {
+                let error = KafkaError::Global(rd::rd_kafka_event_error(ev).into());
+                let reason = crate::native::string(rd::rd_kafka_event_error_string(ev));
+                context.error(error, reason.trim());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// librdkafka's syslog level as rust-rdkafka's enum.
+fn log_level(level: i32) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
     }
 }
 
