@@ -123,6 +123,10 @@ impl Verifier {
         self.paused.insert(partition);
     }
 
+    pub fn is_paused(&self, partition: i32) -> bool {
+        self.paused.contains(&partition)
+    }
+
     pub fn resume(&mut self, partition: i32) {
         self.paused.remove(&partition);
     }

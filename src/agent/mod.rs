@@ -259,7 +259,7 @@ impl Agent {
                 _ = meta_tick.tick() => self.refresh_metadata(),
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
+                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
                 (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
@@ -507,7 +507,7 @@ impl Agent {
                 }
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
+                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
                     None => self.on_main_error(f),
                 },
                 (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),

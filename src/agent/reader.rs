@@ -25,6 +25,9 @@ pub(super) struct Reader {
     /// leave the reader at the older target.
     seeks_wanted: BTreeMap<i32, i64>,
     seeks_in_flight: BTreeSet<i32>,
+    /// Partitions with a seek in flight of which a record came on the main queue and was
+    /// dropped: it may have been fetched after the seek, so the seek is done again.
+    seeks_spoiled: BTreeSet<i32>,
     /// An assignment is in flight.
     assigning: bool,
     /// Another assignment was asked for while one was in flight.
@@ -43,6 +46,7 @@ impl Reader {
             bg_tx,
             seeks_wanted: BTreeMap::new(),
             seeks_in_flight: BTreeSet::new(),
+            seeks_spoiled: BTreeSet::new(),
             assigning: false,
             assign_again: false,
             assign_due: false,
@@ -62,6 +66,19 @@ impl Reader {
     /// What partition `p`'s queue already holds, without waiting.
     pub(super) fn try_next(&self, p: i32) -> Option<Fetched> {
         self.verifier.try_next(p)
+    }
+
+    /// Whether a record of `partition` from the main queue must be dropped. The main queue
+    /// holds records fetched between an assignment and the split of the partition queues;
+    /// one read while the partition's seek is in flight may precede the seek's target (see
+    /// the module comment). It may also follow it, so the seek is done again once it
+    /// returns, and what it drops is fetched anew.
+    pub(super) fn drop_main_record(&mut self, partition: i32) -> bool {
+        if self.seeks_in_flight.contains(&partition) {
+            self.seeks_spoiled.insert(partition);
+            return true;
+        }
+        false
     }
 
     /// A command from the tracker: move the reader of `partition` back to `offset`.
@@ -108,6 +125,10 @@ impl Reader {
         result: Result<(), KafkaError>,
     ) -> bool {
         self.seeks_in_flight.remove(&partition);
+        if self.seeks_spoiled.remove(&partition) {
+            // Nothing of the partition was read meanwhile, so the target still stands.
+            self.seeks_wanted.entry(partition).or_insert(offset);
+        }
         if !self.seeks_wanted.contains_key(&partition) {
             self.verifier.resume(partition);
         }

@@ -34,8 +34,11 @@ impl Agent {
         self.refresh_pending(p);
     }
 
-    /// One record or error from the main queue.
-    pub(super) fn on_fetched(&mut self, p: i32, f: Fetched) {
+    /// One record or error of partition `p` from the main queue.
+    pub(super) fn on_main_fetched(&mut self, p: i32, f: Fetched) {
+        if self.reader.drop_main_record(p) {
+            return;
+        }
         self.read(p, f);
         self.refresh_pending(p);
     }
