@@ -2,10 +2,12 @@
 //! batch, so that every decision sees one consistent picture and a saved batch is a
 //! consistent cut (pending probes, positions and totals agree).
 //!
-//! Blocking librdkafka calls (metadata, watermarks) run on the blocking pool and come back
-//! as [`Background`] messages; nothing in the loop blocks.
+//! Blocking librdkafka calls (metadata, watermarks, the verifier's seeks and assignments)
+//! run on the blocking pool and come back as [`Background`] messages; nothing in the loop
+//! blocks, and the scrape lock guards memory only.
 
 mod coverage;
+mod reader;
 mod reading;
 mod status;
 mod store;
@@ -16,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -60,6 +63,17 @@ enum Background {
     },
     /// Partitions added to the canary topic (or why not).
     Grown(Result<(), String>),
+    /// The verifier's assignment returned.
+    Assigned {
+        partitions: Vec<i32>,
+        result: Result<(), KafkaError>,
+    },
+    /// A seek of the verifier returned.
+    Sought {
+        partition: i32,
+        offset: i64,
+        result: Result<(), KafkaError>,
+    },
 }
 
 struct PartState {
@@ -95,7 +109,8 @@ pub struct Agent {
     producer_since: Instant,
     /// Kept to build a replacement producer after a fatal error.
     report_tx: mpsc::UnboundedSender<Report>,
-    verifier: Verifier,
+    /// The verifier and the commands that move it.
+    reader: reader::Reader,
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
@@ -106,9 +121,10 @@ pub struct Agent {
     batch: Batch,
     verdicts: Vec<Verdict>,
     payload: Vec<u8>,
-    /// The verifier's assignment must be redone (a seek or an assignment failed).
-    reassign_due: bool,
-    other_instances: BTreeSet<Uuid>,
+    /// Other instances seen on the canary topic, with their counter.
+    other_instances: BTreeMap<Uuid, IntCounter>,
+    /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
+    other_beyond: Option<IntCounter>,
     /// Agents seen probing, and this agent's probe interval (`canary::fleet`).
     fleet: Fleet,
     started: Instant,
@@ -169,7 +185,7 @@ impl Agent {
             producer,
             reports,
             report_tx,
-            verifier,
+            reader: reader::Reader::new(verifier, bg_tx.clone()),
             store,
             metrics,
             health,
@@ -180,8 +196,8 @@ impl Agent {
             batch: Batch::default(),
             verdicts: Vec::new(),
             payload: Vec::new(),
-            reassign_due: false,
-            other_instances: BTreeSet::new(),
+            other_instances: BTreeMap::new(),
+            other_beyond: None,
             fleet: Fleet::new(
                 loaded.instance,
                 cfg.canary.probe_interval,
@@ -214,19 +230,19 @@ impl Agent {
             t.set_missed_tick_behavior(MissedTickBehavior::Skip);
         }
         loop {
+            // Biased, in this order:
+            // - delivery reports before records, so that an ack is usually known when its
+            //   probe is read back (the tracker is exact either way; this keeps its map of
+            //   early reads small);
+            // - the ticks before the reads: a verifier that always has records waiting (a
+            //   restart far behind on a topic many agents share) would otherwise starve
+            //   probing, the state flush and the heartbeat behind `/livez`;
+            // - the main queue before the partition queues: see `verifier::next_main`.
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(r) = self.reports.recv() => self.consistently(|a| a.on_report(r)),
-                // The main queue before the partition queues: see `verifier::next_main`.
-                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
-                    None => self.on_main_error(f),
-                },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
-                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 _ = probe_tick.tick() => self.send_probes().await,
-                _ = meta_tick.tick() => self.refresh_metadata(),
                 _ = flush_tick.tick() => self.flush(false),
                 _ = house_tick.tick() => {
                     self.consistently(Agent::housekeeping);
@@ -240,16 +256,33 @@ impl Agent {
                         probe_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
                     }
                 }
+                _ = meta_tick.tick() => self.refresh_metadata(),
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
+                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
+                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
+                    None => self.on_main_error(f),
+                },
+                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
+            // The verifier's queues are not tokio resources and do not count against the
+            // task's cooperative budget. With records always waiting the loop would never
+            // yield: its worker thread would be held, and once the budget ran out every
+            // tokio branch above (ticks, reports, shutdown) would stay pending. This counts
+            // each turn and yields when the budget is spent.
+            tokio::task::consume_budget().await;
         }
         self.shutdown().await;
     }
 
-    /// Handles one event with scrapes held off, so none sees half of its metric updates.
+    /// Handles one event with scrapes held off, so none sees half of its metric updates;
+    /// then, with the lock released, starts the seeks it asked for.
     fn consistently(&mut self, handle: impl FnOnce(&mut Agent)) {
         let lock = self.metrics.scrape_lock.clone();
-        let _held = lock.hold();
-        handle(self);
+        {
+            let _held = lock.hold();
+            handle(self);
+        }
+        self.reader.start_seeks();
     }
 
     /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
@@ -465,19 +498,21 @@ impl Agent {
         }
         tracing::info!("shutting down: verifying probes in flight");
         while pending(self) {
+            // The deadline first: behind a backlog the reads are always ready (see `run`).
             tokio::select! {
                 biased;
-                (p, f) = crate::verifier::next_main(self.verifier.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_fetched(p, f)),
-                    None => self.on_main_error(f),
-                },
-                (p, f) = self.verifier.next() => self.consistently(|a| a.on_fetched(p, f)),
-                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("grace period over with probes still unverified; they are saved");
                     break;
                 }
+                Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
+                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
+                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
+                    None => self.on_main_error(f),
+                },
+                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
             }
+            tokio::task::consume_budget().await;
         }
     }
 
@@ -508,6 +543,7 @@ impl Agent {
         while let Ok(r) = self.reports.try_recv() {
             self.on_report(r);
         }
+        self.reader.start_seeks();
         self.verify_in_flight(deadline).await;
         self.housekeeping();
         self.flush(true);

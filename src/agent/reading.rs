@@ -9,15 +9,48 @@ use crate::probe;
 use crate::tracker::Record;
 use crate::verifier::Fetched;
 
+/// Records read from one partition queue in one loop turn (one hold of the scrape lock). A
+/// backlog is read in batches of this size, and the loop's ticks still get a turn between
+/// them.
+const READ_BATCH: usize = 256;
+
 impl Agent {
-    pub(super) fn on_fetched(&mut self, p: i32, f: Fetched) {
+    /// `first`, then whatever else partition `p`'s queue already holds (up to
+    /// [`READ_BATCH`] in all). Stops at anything but a record, and when the reader moved
+    /// (a seek or a reassignment): the next record may then be on the main queue.
+    pub(super) fn on_fetched_batch(&mut self, p: i32, first: Fetched) {
+        self.reader.moved = false;
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(f) = next.take() {
+            let record = matches!(f, Fetched::Record(_));
+            self.read(p, f);
+            n += 1;
+            if record && n < READ_BATCH && !self.reader.moved {
+                next = self.reader.try_next(p);
+            }
+        }
+        // Once per batch: the scrape lock is held for all of it.
+        self.refresh_pending(p);
+    }
+
+    /// One record or error of partition `p` from the main queue.
+    pub(super) fn on_main_fetched(&mut self, p: i32, f: Fetched) {
+        if self.reader.drop_main_record(p) {
+            return;
+        }
+        self.read(p, f);
+        self.refresh_pending(p);
+    }
+
+    /// What the verifier read; the caller refreshes the pending gauge.
+    fn read(&mut self, p: i32, f: Fetched) {
         match f {
             Fetched::Record(msg) => {
                 let record = self.classify(p, msg.payload());
                 self.tracker
                     .on_record(p, msg.offset(), record, now_us(), &mut self.verdicts);
                 self.emit_verdicts();
-                self.refresh_pending(p);
             }
             Fetched::OutOfRange => {
                 self.metrics
@@ -32,7 +65,7 @@ impl Agent {
                 // The reader may move while the watermarks are read (an append below it
                 // rewinds it); the tracker judges them against where it stood now.
                 let refused = self.tracker.refused(p);
-                let consumer = self.verifier.consumer().clone();
+                let consumer = self.reader.consumer().clone();
                 let topic = self.topic.clone();
                 let tx = self.bg_tx.clone();
                 tokio::task::spawn_blocking(move || {
@@ -89,19 +122,24 @@ impl Agent {
             },
             Ok(probe) => {
                 self.fleet.seen(probe.instance);
-                let known = self.other_instances.contains(&probe.instance);
-                if !known && self.other_instances.len() < MAX_OTHER_INSTANCES {
-                    self.other_instances.insert(probe.instance);
-                }
-                let label = if known || self.other_instances.contains(&probe.instance) {
-                    probe.instance.to_string()
-                } else {
-                    "other".to_string()
+                // One counter handle per instance, looked up once: on a topic many agents
+                // share, nearly every record read is another instance's.
+                let counter = match self.other_instances.get(&probe.instance) {
+                    Some(c) => c,
+                    None if self.other_instances.len() < MAX_OTHER_INSTANCES => {
+                        let c = self.metrics.other_instance.with_label_values(&[
+                            self.topic.as_str(),
+                            probe.instance.to_string().as_str(),
+                        ]);
+                        self.other_instances.entry(probe.instance).or_insert(c)
+                    }
+                    None => self.other_beyond.get_or_insert_with(|| {
+                        self.metrics
+                            .other_instance
+                            .with_label_values(&[self.topic.as_str(), "other"])
+                    }),
                 };
-                self.metrics
-                    .other_instance
-                    .with_label_values(&[self.topic.as_str(), label.as_str()])
-                    .inc();
+                counter.inc();
                 Record::Other
             }
             Err(e) => {

@@ -117,7 +117,7 @@ impl Agent {
             .set(self.fleet.interval().as_secs_f64());
         self.tracker.on_tick(now, &mut self.verdicts);
         self.emit_verdicts();
-        if std::mem::take(&mut self.reassign_due) {
+        if std::mem::take(&mut self.reader.assign_due) {
             self.reassign();
         }
         let mut statuses = Vec::with_capacity(self.parts.len());
@@ -162,7 +162,7 @@ impl Agent {
             topic: self.topic.clone(),
             ready: readiness.is_ok(),
             not_ready_reason: readiness.err(),
-            other_instances: self.other_instances.iter().map(Uuid::to_string).collect(),
+            other_instances: self.other_instances.keys().map(Uuid::to_string).collect(),
             partitions: statuses,
             coverage: self.reconcile.view.clone(),
         };

@@ -15,7 +15,7 @@ impl Agent {
             return;
         }
         self.metadata_in_flight = true;
-        let consumer = self.verifier.consumer().clone();
+        let consumer = self.reader.consumer().clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -79,6 +79,20 @@ impl Agent {
                 self.reassign();
             }
             Background::Grown(res) => self.on_grown(res),
+            Background::Sought {
+                partition,
+                offset,
+                result,
+            } => {
+                if self.reader.on_sought(partition, offset, result) {
+                    self.reassign();
+                }
+            }
+            Background::Assigned { partitions, result } => {
+                if self.reader.on_assigned(&partitions, result) {
+                    self.reassign();
+                }
+            }
             Background::Watermarks {
                 partition,
                 refused,
@@ -92,7 +106,7 @@ impl Agent {
                 }
                 Err(error) => {
                     tracing::warn!(partition, %error, "cannot read watermarks after out of range; resuming");
-                    self.reassign_due = true;
+                    self.reader.assign_due = true;
                 }
             },
         }
@@ -121,7 +135,7 @@ impl Agent {
             return;
         }
         self.creating = true;
-        let consumer = self.verifier.consumer().clone();
+        let consumer = self.reader.consumer().clone();
         let clients = self.clients.clone();
         let c = &self.cfg.canary;
         let (parts, per_broker, rf) = (c.partitions, c.partitions_per_broker, c.replication_factor);
@@ -242,7 +256,7 @@ impl Agent {
         }
         if !fresh.is_empty() {
             self.starting.extend(fresh.iter().map(|(p, _)| *p));
-            let consumer = self.verifier.consumer().clone();
+            let consumer = self.reader.consumer().clone();
             let producer = self.producer.clone();
             let topic = self.topic.clone();
             let tx = self.bg_tx.clone();
@@ -282,16 +296,14 @@ impl Agent {
         );
     }
 
-    /// Points the verifier at every tracked partition, at the tracker's positions.
+    /// Points the verifier at every tracked partition, at the tracker's positions (off the
+    /// runtime: see `reader`).
     pub(super) fn reassign(&mut self) {
         let positions: Vec<(i32, i64)> = self
             .tracker
             .partitions()
             .filter_map(|p| self.tracker.position(p).map(|o| (p, o)))
             .collect();
-        if let Err(error) = self.verifier.assign(&positions) {
-            tracing::error!(%error, "verifier assignment failed; retrying at next metadata refresh");
-            self.reassign_due = true;
-        }
+        self.reader.assign(positions);
     }
 }

@@ -7,11 +7,15 @@ use crate::tracker::{PendingProbe, Verdict};
 use super::{now_us, Agent, SeqAt};
 
 impl Agent {
-    /// Applies the verdicts collected in `self.verdicts`.
+    /// Applies the verdicts collected in `self.verdicts`. A seek is a command for the
+    /// reader, not telemetry: it goes to the reader, which runs it off the runtime.
     pub(super) fn emit_verdicts(&mut self) {
         let verdicts = std::mem::take(&mut self.verdicts);
         for v in &verdicts {
-            self.emit(*v);
+            match *v {
+                Verdict::Seek { partition, offset } => self.reader.seek(partition, offset),
+                v => self.emit(v),
+            }
         }
         self.verdicts = verdicts;
         self.verdicts.clear();
@@ -146,14 +150,8 @@ impl Agent {
                     evidence.as_str(),
                 );
             }
-            Verdict::Seek { partition, offset } => {
-                // After an out-of-range error librdkafka stops fetching the partition and
-                // refuses a seek; assigning again at the tracker's positions restarts it.
-                if let Err(error) = self.verifier.seek(partition, offset) {
-                    tracing::debug!(partition, offset, %error, "verifier seek refused; reassigning");
-                    self.reassign();
-                }
-            }
+            // A reader command, handed to the reader by `emit_verdicts`.
+            Verdict::Seek { .. } => {}
             Verdict::Unmatched { partition, seq } => {
                 let p = partition.to_string();
                 m.unmatched.with_label_values(&[topic, p.as_str()]).inc();
