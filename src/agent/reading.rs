@@ -121,7 +121,7 @@ impl Agent {
                 produced_at_us: probe.produced_at_us,
             },
             Ok(probe) => {
-                self.fleet.seen(probe.instance);
+                self.fleet.seen(probe.instance, probe.produced_at_us);
                 // One counter handle per instance, looked up once: on a topic many agents
                 // share, nearly every record read is another instance's.
                 let counter = match self.other_instances.get(&probe.instance) {

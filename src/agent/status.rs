@@ -108,7 +108,7 @@ impl Agent {
     pub(super) fn housekeeping(&mut self) {
         let now = now_us();
         self.health.beat(now / 1000);
-        self.fleet.tick(self.started.elapsed().as_secs());
+        self.fleet.tick(self.started.elapsed().as_secs(), now);
         self.metrics
             .fleet_agents
             .set(i64::try_from(self.fleet.live()).unwrap_or(i64::MAX));

@@ -28,6 +28,10 @@ pub const WINDOW_INTERVALS: u32 = 3;
 /// At most this many other instances are remembered (a topic flooded with random instance
 /// ids must not grow memory without bound); beyond it the count saturates.
 pub const MAX_TRACKED: usize = 100_000;
+/// A probe produced longer ago than this (or than the window, if longer) says nothing about
+/// who is live now: an agent reading a backlog sees agents that left long ago. The margin
+/// covers clocks that disagree between nodes.
+pub const MAX_AGE_MARGIN: Duration = Duration::from_secs(60);
 /// The interval is only changed when it moves by more than this fraction, so that one
 /// agent coming or going in a large fleet does not reset every ticker.
 const HYSTERESIS: f64 = 0.1;
@@ -42,6 +46,8 @@ pub struct Fleet {
     /// Seconds of the coarse clock at which each other instance was last read.
     last_seen: HashMap<Uuid, u64>,
     now_s: u64,
+    /// Wall clock at the last tick, microseconds since the Unix epoch.
+    wall_us: i64,
     interval: Duration,
     live: usize,
     changed: bool,
@@ -55,6 +61,7 @@ impl Fleet {
             min_interval,
             last_seen: HashMap::new(),
             now_s: 0,
+            wall_us: 0,
             interval: min_interval,
             live: 1,
             changed: false,
@@ -63,9 +70,15 @@ impl Fleet {
         f
     }
 
-    /// A probe of `instance` was read (our own are ignored).
-    pub fn seen(&mut self, instance: Uuid) {
+    /// A probe of `instance` produced at `produced_at_us` was read (our own, and probes
+    /// older than the window plus [`MAX_AGE_MARGIN`], are ignored).
+    pub fn seen(&mut self, instance: Uuid, produced_at_us: i64) {
         if instance == self.me {
+            return;
+        }
+        let max_age = (self.interval * WINDOW_INTERVALS).max(MAX_AGE_MARGIN);
+        let max_age_us = i64::try_from(max_age.as_micros()).unwrap_or(i64::MAX);
+        if self.wall_us > 0 && self.wall_us.saturating_sub(produced_at_us) > max_age_us {
             return;
         }
         if self.last_seen.len() >= MAX_TRACKED && !self.last_seen.contains_key(&instance) {
@@ -74,10 +87,12 @@ impl Fleet {
         self.last_seen.insert(instance, self.now_s);
     }
 
-    /// Advances the coarse clock to `now_s` (seconds since the agent started), forgets
-    /// agents not read within the window, and recomputes the interval.
-    pub fn tick(&mut self, now_s: u64) {
+    /// Advances the coarse clock to `now_s` (seconds since the agent started) and the wall
+    /// clock to `wall_us`, forgets agents not read within the window, and recomputes the
+    /// interval.
+    pub fn tick(&mut self, now_s: u64, wall_us: i64) {
         self.now_s = now_s;
+        self.wall_us = wall_us;
         let window = (self.interval * WINDOW_INTERVALS).as_secs().max(1);
         let since = now_s.saturating_sub(window);
         self.last_seen.retain(|_, at| *at >= since);
@@ -122,6 +137,9 @@ impl Fleet {
 mod tests {
     use super::*;
 
+    /// A wall clock for the tests (microseconds).
+    const T0: i64 = 1_800_000_000_000_000;
+
     fn ids(n: usize) -> Vec<Uuid> {
         (0..n).map(|i| Uuid::from_u128(i as u128 + 1)).collect()
     }
@@ -131,10 +149,10 @@ mod tests {
         for t in from..from + secs {
             if t % every_s.max(1) == 0 {
                 for o in others {
-                    f.seen(*o);
+                    f.seen(*o, T0 + t as i64 * 1_000_000);
                 }
             }
-            f.tick(t);
+            f.tick(t, T0 + t as i64 * 1_000_000);
         }
     }
 
@@ -213,14 +231,32 @@ mod tests {
     fn our_own_probes_and_a_flood_of_ids_are_bounded() {
         let me = Uuid::from_u128(7);
         let mut f = Fleet::new(me, Duration::from_secs(1), Some(1.0));
-        f.seen(me);
-        f.tick(1);
+        f.seen(me, T0);
+        f.tick(1, T0);
         assert_eq!(f.live(), 1);
         for i in 0..(MAX_TRACKED as u128 + 500) {
-            f.seen(Uuid::from_u128(1_000_000 + i));
+            f.seen(Uuid::from_u128(1_000_000 + i), T0);
         }
-        f.tick(2);
+        f.tick(2, T0);
         assert_eq!(f.live(), MAX_TRACKED + 1);
+    }
+
+    #[test]
+    fn old_probes_of_a_backlog_do_not_count() {
+        // Restarted far behind: the probes read were produced an hour ago.
+        let id = ids(20);
+        let mut f = Fleet::new(id[0], Duration::from_secs(1), Some(1.0));
+        f.tick(0, T0);
+        for o in &id[1..] {
+            f.seen(*o, T0 - 3_600_000_000);
+        }
+        f.tick(1, T0 + 1_000_000);
+        assert_eq!(f.live(), 1);
+        // A clock a few seconds off is still counted.
+        f.seen(id[1], T0 + 1_000_000 - 20_000_000);
+        f.seen(id[2], T0 + 1_000_000 + 5_000_000);
+        f.tick(2, T0 + 2_000_000);
+        assert_eq!(f.live(), 3);
     }
 
     #[test]
