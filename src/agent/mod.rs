@@ -38,7 +38,7 @@ use crate::ledger::{Batch, Loaded, PartitionRow, SavedPartition};
 use crate::metrics::Metrics;
 use crate::probe::Probe;
 use crate::tracker::{Ack, PendingProbe, Tracker, TrackerConfig, Verdict};
-use crate::verifier::Verifier;
+use crate::verifier::{Next, Verifier};
 
 /// Sequence numbers reserved per ledger write. A crash skips at most this many.
 const SEQ_BLOCK: u64 = 1000;
@@ -237,7 +237,8 @@ impl Agent {
             // - the ticks before the reads: a verifier that always has records waiting (a
             //   restart far behind on a topic many agents share) would otherwise starve
             //   probing, the state flush and the heartbeat behind `/livez`;
-            // - the main queue before the partition queues: see `verifier::next_main`.
+            // - (in `reader.next`) the main queue before the partition queues: see
+            //   `verifier::Next::Main`.
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -258,11 +259,7 @@ impl Agent {
                 }
                 _ = meta_tick.tick() => self.refresh_metadata(),
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
-                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
-                    None => self.on_main_error(f),
-                },
-                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
+                next = self.reader.next() => self.on_next(next),
             }
             // The verifier's queues are not tokio resources and do not count against the
             // task's cooperative budget. With records always waiting the loop would never
@@ -272,6 +269,15 @@ impl Agent {
             tokio::task::consume_budget().await;
         }
         self.shutdown().await;
+    }
+
+    /// What the reader read.
+    fn on_next(&mut self, next: Next) {
+        match next {
+            Next::Main(Some(p), f) => self.consistently(|a| a.on_main_fetched(p, f)),
+            Next::Main(None, f) => self.on_main_error(f),
+            Next::Partition(p, f) => self.consistently(|a| a.on_fetched_batch(p, f)),
+        }
     }
 
     /// Handles one event with scrapes held off, so none sees half of its metric updates;
@@ -506,11 +512,7 @@ impl Agent {
                     break;
                 }
                 Some(bg) = self.bg_rx.recv() => self.consistently(|a| a.on_background(bg)),
-                (p, f) = crate::verifier::next_main(self.reader.consumer()) => match p {
-                    Some(p) => self.consistently(|a| a.on_main_fetched(p, f)),
-                    None => self.on_main_error(f),
-                },
-                (p, f) = self.reader.next() => self.consistently(|a| a.on_fetched_batch(p, f)),
+                next = self.reader.next() => self.on_next(next),
             }
             tokio::task::consume_budget().await;
         }

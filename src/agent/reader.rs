@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use tokio::sync::mpsc;
 
 use super::Background;
-use crate::verifier::{Fetched, Verifier, VerifierConsumer};
+use crate::verifier::{Fetched, Next, Verifier, VerifierConsumer};
 
 pub(super) struct Reader {
     verifier: Verifier,
@@ -58,9 +58,19 @@ impl Reader {
         self.verifier.consumer()
     }
 
-    /// The next record or error of any partition queue being read. Cancel-safe.
-    pub(super) async fn next(&self) -> (i32, Fetched) {
-        self.verifier.next().await
+    /// The next record or error, of the main queue first, then of any partition queue
+    /// being read. Cancel-safe.
+    pub(super) async fn next(&mut self) -> Next {
+        let next = self.verifier.next().await;
+        // A partition's queue that was waiting when its seek started may have yielded
+        // before the seek returned; what it yielded was dropped, so the seek is done again
+        // (as for a record of the main queue, below).
+        for p in self.verifier.take_dropped() {
+            if self.seeks_in_flight.contains(&p) {
+                self.seeks_spoiled.insert(p);
+            }
+        }
+        next
     }
 
     /// What partition `p`'s queue already holds, without waiting.
