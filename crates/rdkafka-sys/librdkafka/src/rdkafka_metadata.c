@@ -2087,6 +2087,19 @@ rd_kafka_metadata_update_op(rd_kafka_t *rk, rd_kafka_metadata_internal_t *mdi) {
                 rd_kafka_Uuid_t topic_id = RD_KAFKA_UUID_ZERO;
                 char *topic              = NULL;
 
+                /* losswatch patch: a Fetch (v13+) reply may carry a topic
+                 * with a zero topic id and a null name, e.g. from a broker
+                 * that answers a fetch by an unknown topic id this way
+                 * (Tansu 0.6.0 after the topic was deleted or the broker
+                 * restarted with empty storage). Neither key can find a
+                 * cache entry: skip it rather than look up a NULL name. */
+                if (!by_id && !md->topics[i].topic) {
+                        rd_kafka_log(rk, LOG_WARNING, "METADATAUPDATE",
+                                     "Topic with a zero id and no name "
+                                     "not found in cache");
+                        continue;
+                }
+
                 if (by_id) {
                         rkmce = rd_kafka_metadata_cache_find_by_id(
                             rk, mdi->topics[i].topic_id, 1);
