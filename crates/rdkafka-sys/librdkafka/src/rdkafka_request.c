@@ -4187,9 +4187,15 @@ rd_kafka_handle_idempotent_Produce_error(rd_kafka_broker_t *rkb,
                                    batch->first_seq,
                                    firstmsg->rkm_u.producer.retries);
 
-                        /* Drain outstanding requests and bump epoch. */
-                        rd_kafka_idemp_drain_epoch_bump(rk, perr->err,
-                                                        "unknown producer id");
+                        /* losswatch patch: drain outstanding requests and
+                         * acquire a new PID from the cluster, rather than
+                         * bump the epoch of the PID the broker just said it
+                         * does not know. A broker that lost all producer
+                         * state (Tansu 0.6.0 restarted on memory:// storage)
+                         * refuses the bumped epoch with the same error, for
+                         * ever: each retry is bumped again until the
+                         * messages time out. */
+                        rd_kafka_idemp_drain_reset(rk, "unknown producer id");
 
                         perr->incr_retry = 0;
                         perr->actions    = RD_KAFKA_ERR_ACTION_RETRY;
