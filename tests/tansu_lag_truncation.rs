@@ -5,11 +5,11 @@
 //! never a truncation; a topic no group reads is tracked through `lag.truncation_topics`.
 //! Fixtures use single-record batches (exact log ends on `memory://`).
 //!
-//! The topic deleted and created again runs on a plain broker: the poller's record reader,
-//! which reads the recreated topic, is replaced when the id changes (see `lag::poller`).
-//! The `memory://` power loss also recreates the agent's canary and election topics under
-//! their live consumers, so it runs behind `VersionCap` (Fetch by name), as the power-loss
-//! scenarios of `tests/tansu.rs` do (TRUTH.md).
+//! Both recreations run on a plain broker. The poller's record reader, which reads the
+//! recreated topic, is replaced when the id changes (see `lag::poller`). The `memory://`
+//! power loss also recreates the agent's canary and election topics under their live
+//! consumers, which fetch by the forgotten topic id; that crashed librdkafka 2.12.1 on Tansu
+//! before the patch in `crates/rdkafka-sys` (TRUTH.md).
 
 mod common;
 mod lag_tansu;
@@ -236,8 +236,7 @@ async fn durable_restart_is_not_a_truncation_and_a_removed_tail_is_counted_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_on_memory_storage_is_a_recreation_not_a_truncation() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Tansu::start_fetch_by_name(Storage::Memory, dir.path());
+    let mut t = Tansu::memory();
     let b = t.bootstrap();
     create_topic(&b, "orders", 1, &[]).await;
     produce(&b, "orders", 0, &[now_ms(); 8]);

@@ -78,22 +78,26 @@ pub fn config(broker: &dyn Broker, topic: &str, state: &Path) -> Config {
 
 /// GET `path`; returns (status code, body).
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to agent");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_get(addr, path).expect("GET from the agent")
+}
+
+/// GET `path`; returns (status code, body), or the connection's error.
+pub fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read response");
+    s.read_to_string(&mut raw)?;
     let code = raw
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (code, body.to_owned())
+    Ok((code, body.to_owned()))
 }
 
 /// Parsed `/metrics`: (name, labels) → value.

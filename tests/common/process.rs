@@ -6,7 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use super::tansu::{free_port, signal, tail};
-use super::{get, Scrape};
+use super::{try_get, Scrape};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_losswatch");
 
@@ -183,14 +183,63 @@ grace = "5s"
         self.child.take().unwrap().wait().unwrap()
     }
 
+    /// Panics if the agent process has died, naming how (a signal such as 11, SIGSEGV, or an
+    /// exit code) with the end of its log. A dead child stays a zombie until it is waited
+    /// for, and `/proc/PID/stat` then holds its wait status (field 52, `exit_code`), so this
+    /// needs no `&mut` and every scrape can check it.
+    pub fn assert_alive(&self) {
+        let Some(child) = &self.child else {
+            panic!("the agent is not running");
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .expect("/proc/PID/stat of the agent");
+        // Fields after the command name, which is in parentheses: state is field 3.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.first() != Some(&"Z") {
+            return;
+        }
+        let status: i32 = fields
+            .get(52 - 3)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(-1);
+        let how = match (status & 0x7f, (status >> 8) & 0xff) {
+            _ if status < 0 => "in an unknown way".to_owned(),
+            (0, code) => format!("with exit code {code}"),
+            (sig, _) => format!("by signal {sig}"),
+        };
+        panic!("the agent process died {how}:\n{}", self.log_tail());
+    }
+
+    /// GET `path` from the agent. A failed request panics, naming the agent's death if that
+    /// was the cause (it can die while the request is in flight).
+    fn get(&self, path: &str) -> (u16, String) {
+        self.assert_alive();
+        match try_get(self.addr, path) {
+            // Code 0: the connection closed before an HTTP answer.
+            Ok((code, body)) if code != 0 => (code, body),
+            failed => {
+                let error = failed.map_or_else(|e| e.to_string(), |_| "no answer".to_owned());
+                // A process that just died becomes a zombie within moments.
+                for _ in 0..20 {
+                    std::thread::sleep(Duration::from_millis(50));
+                    self.assert_alive();
+                }
+                panic!("GET {path} from the live agent failed: {error}");
+            }
+        }
+    }
+
     pub fn scrape(&self) -> Scrape {
-        let (code, body) = get(self.addr, "/metrics");
+        let (code, body) = self.get("/metrics");
         assert_eq!(code, 200, "/metrics answered {code}");
         Scrape::parse(&body)
     }
 
     pub fn json(&self, path: &str) -> serde_json::Value {
-        let (code, body) = get(self.addr, path);
+        let (code, body) = self.get(path);
         assert_eq!(code, 200, "{path} answered {code}: {body}");
         serde_json::from_str(&body).unwrap()
     }

@@ -86,7 +86,8 @@ pub struct Tansu {
     bin: PathBuf,
     /// Where the broker listens.
     port: u16,
-    /// Where clients connect: the broker itself, or a [`VersionCap`] in front of it.
+    /// Where clients connect: the broker itself, or a TLS terminator in front of it
+    /// ([`Tansu::sqlite_advertising`]).
     advertised: u16,
     storage: Storage,
     log: PathBuf,
@@ -130,14 +131,6 @@ impl Tansu {
     pub fn start(storage: Storage, log_dir: &Path) -> Tansu {
         let port = free_port();
         Tansu::start_at(storage, log_dir, port, port)
-    }
-
-    /// Starts a broker whose Fetch API is capped at v12 (topic names, no topic ids) by a
-    /// [`VersionCap`] proxy, for scenarios in which a topic id changes under a live client.
-    pub fn start_fetch_by_name(storage: Storage, log_dir: &Path) -> Tansu {
-        let port = free_port();
-        let cap = VersionCap::start(port, 1, 12);
-        Tansu::start_at(storage, log_dir, port, cap.port)
     }
 
     fn start_at(storage: Storage, log_dir: &Path, port: u16, advertised: u16) -> Tansu {
@@ -386,137 +379,4 @@ pub fn read_all(
         }
     }
     out
-}
-
-/// A byte-forwarding TCP proxy in front of a broker that lowers the highest version of one
-/// API the broker advertises in its ApiVersions response; everything else passes untouched.
-///
-/// Tansu 0.6.0 answers a Fetch by topic id for a topic id it does not know (the topic was
-/// recreated, or the broker lost it on restart) with a zero topic id, a null name and a
-/// CurrentLeader tag; librdkafka 2.12.1 then dereferences the null name and the client
-/// process dies (SIGSEGV in `rd_kafka_metadata_update_op`). Capping Fetch at v12 (Kafka
-/// 2.8's highest: topic names, no topic ids) lets the scenarios that recreate a topic run.
-pub struct VersionCap {
-    pub port: u16,
-}
-
-impl VersionCap {
-    /// Listens on a free port and forwards to `127.0.0.1:upstream`.
-    pub fn start(upstream: u16, api_key: i16, max_version: i16) -> VersionCap {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let asked: std::sync::Arc<Mutex<BTreeMap<i32, (i16, i16)>>> = Default::default();
-                let (c2, s2, asked2) = (
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    asked.clone(),
-                );
-                std::thread::spawn(move || pump(c2, s2, |f| note_request(f, &asked2)));
-                std::thread::spawn(move || {
-                    pump(server, client, |f| {
-                        cap_response(f, &asked, api_key, max_version)
-                    })
-                });
-            }
-        });
-        VersionCap { port }
-    }
-}
-
-/// Copies length-prefixed Kafka frames from `from` to `to`, passing each through `edit`.
-fn pump(mut from: TcpStream, mut to: TcpStream, mut edit: impl FnMut(&mut [u8])) {
-    use std::io::{Read, Write};
-    loop {
-        let mut len = [0u8; 4];
-        if from.read_exact(&mut len).is_err() {
-            break;
-        }
-        let mut frame = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
-        if from.read_exact(&mut frame).is_err() {
-            break;
-        }
-        edit(&mut frame);
-        if to.write_all(&len).is_err() || to.write_all(&frame).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
-}
-
-/// Remembers (api key, version) of each request by correlation id.
-fn note_request(frame: &mut [u8], asked: &Mutex<BTreeMap<i32, (i16, i16)>>) {
-    if frame.len() >= 8 {
-        let key = i16::from_be_bytes([frame[0], frame[1]]);
-        let version = i16::from_be_bytes([frame[2], frame[3]]);
-        let corr = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-        asked.lock().unwrap().insert(corr, (key, version));
-    }
-}
-
-const API_VERSIONS: i16 = 18;
-
-/// In an ApiVersions response, lowers `api_key`'s max version to `max` (in place).
-fn cap_response(
-    frame: &mut [u8],
-    asked: &Mutex<BTreeMap<i32, (i16, i16)>>,
-    api_key: i16,
-    max: i16,
-) {
-    if frame.len() < 8 {
-        return;
-    }
-    let corr = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-    let Some((API_VERSIONS, version)) = asked.lock().unwrap().remove(&corr) else {
-        return;
-    };
-    // Header v0 (correlation id), error code, then the array of api keys.
-    let mut at = 6;
-    let count = if version >= 3 {
-        let (n, used) = uvarint(&frame[at..]);
-        at += used;
-        n.saturating_sub(1) as usize
-    } else {
-        let n = i32::from_be_bytes(frame[at..at + 4].try_into().unwrap());
-        at += 4;
-        n.max(0) as usize
-    };
-    for _ in 0..count {
-        if at + 6 > frame.len() {
-            return;
-        }
-        let key = i16::from_be_bytes([frame[at], frame[at + 1]]);
-        let hi = i16::from_be_bytes([frame[at + 4], frame[at + 5]]);
-        if key == api_key && hi > max {
-            frame[at + 4..at + 6].copy_from_slice(&max.to_be_bytes());
-        }
-        at += 6;
-        if version >= 3 {
-            // Tagged fields of the entry: a count, then (tag, size, bytes) each.
-            let (tags, used) = uvarint(&frame[at..]);
-            at += used;
-            for _ in 0..tags {
-                let (_, used) = uvarint(&frame[at..]);
-                at += used;
-                let (size, used) = uvarint(&frame[at..]);
-                at += used + size as usize;
-            }
-        }
-    }
-}
-
-fn uvarint(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-    }
-    (v, b.len())
 }
