@@ -12,8 +12,10 @@
 # ---- build ------------------------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 
-# librdkafka is built from source and linked statically (rdkafka's vendored build: a C compiler,
-# make, zlib and OpenSSL headers, no cmake). SQLite is bundled and needs only the C compiler.
+# librdkafka is built from source and linked statically (rdkafka-sys's vendored build: a C
+# compiler, make, zlib and OpenSSL headers, no cmake), from the patched copy in crates/rdkafka-sys
+# that `COPY . .` brings in (crates/rdkafka-sys/PATCHES.md). SQLite is bundled and needs only the
+# C compiler.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libssl-dev zlib1g-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*

@@ -340,8 +340,11 @@ say(all(os.path.exists(c[-2]) for c in copies if len(c) >= 2), "Dockerfile: file
 ignore = [l.strip() for l in open(".dockerignore", encoding="utf-8") if l.strip() and not l.startswith("#")]
 say("target/" in ignore or "target" in ignore or "/target" in ignore, ".dockerignore: excludes target/")
 say(".git/" in ignore or ".git" in ignore, ".dockerignore: excludes .git")
-say(not any(p.rstrip("/") in ("src", "deploy", "deploy/base", "Cargo.toml", "Cargo.lock") for p in ignore),
-    ".dockerignore: keeps src/, Cargo.toml, Cargo.lock and deploy/base/ in the context")
+say(not any(p.rstrip("/") in ("src", "crates", "crates/rdkafka-sys", "deploy", "deploy/base", "Cargo.toml", "Cargo.lock") for p in ignore),
+    ".dockerignore: keeps src/, crates/, Cargo.toml, Cargo.lock and deploy/base/ in the context")
+builder = instr[:max(k for k, (i, _) in enumerate(instr) if i == "FROM")]
+say(any(i == "COPY" and (a.split()[0] in (".", "crates", "crates/")) for i, a in builder),
+    "Dockerfile: the builder copies crates/ (the patched librdkafka, [patch.crates-io] in Cargo.toml)")
 PY
 count_lines "$tmp/docker"
 if [ "$rc" -ne 0 ]; then not_ok "Dockerfile check crashed (exit $rc)"; fi
