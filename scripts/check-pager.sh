@@ -7,7 +7,7 @@
 #     label must reach the webhook; the time from the kill to the webhook call is printed;
 #   - clean run of the same length, without the kill: the webhook must receive nothing.
 # The agent is restarted if it dies, as under the DaemonSet; each restart is printed as a NOTE line
-# (the power-loss run currently has one: see scripts/pager_path.py), the clean run must have none.
+# and fails the run (with stock librdkafka the power-loss run had one: see scripts/pager_path.py).
 # The two runs go side by side (SEQUENTIAL=1: one after the other).
 # Installs what it needs when missing (prometheus and prometheus-alertmanager from Debian, Tansu
 # with scripts/install-tansu.sh). Every process is stopped by PID on exit, also on failure.
