@@ -10,8 +10,8 @@
 #   rss_mib       VmRSS at the end of the sample
 #   sent/s acked/s received/s others/s   probes per second (losswatch_probes_*_total and
 #                 losswatch_other_instance_probes_total)
-#   read_kib/s    bytes the agent read per second (/proc/PID/io rchar: its sockets to the
-#                 broker, and files; the state file is written, hardly read)
+#   rchar_kib/s   /proc/PID/io rchar per second: file reads only, NOT the fetched bytes
+#                 (librdkafka reads its sockets with recvmsg, which rchar does not count)
 #   writes/s      state-file transactions per second (losswatch_ledger_write_seconds_count)
 #   fsyncs/s      fsync and fdatasync calls per second, from `strace -c -f` over the first sample
 #                 only (strace slows what it traces; the other samples run without it)
@@ -113,7 +113,7 @@ if [ "$SCRAPE_PAUSE" != 0 ]; then
 fi
 
 echo "bench-load: $PARTITIONS partitions, probe_interval $INTERVAL, fleet $FLEET, warmup ${WARMUP}s, ${DURATION}s in ${SAMPLE}s samples, scraper pause ${SCRAPE_PAUSE}s"
-printf '%6s %8s %8s %8s %8s %10s %9s %10s %8s %8s %10s %8s\n' t_s cpu_pct rss_mib sent/s acked/s received/s others/s read_kib/s writes/s fsyncs/s state_kib pending
+printf '%6s %8s %8s %8s %8s %10s %9s %10s %8s %8s %10s %8s\n' t_s cpu_pct rss_mib sent/s acked/s received/s others/s rchar_kib/s writes/s fsyncs/s state_kib pending
 scrape
 t0=$(ticks "$ap"); c0=$(rchar "$ap"); s0=$(metric losswatch_probes_sent_total); a0=$(metric losswatch_probes_acked_total)
 r0=$(metric losswatch_probes_received_total); o0=$(metric losswatch_other_instance_probes_total); w0=$(metric losswatch_ledger_write_seconds_count)
