@@ -140,7 +140,7 @@ async fn main() {
     )
     .await
     .expect("agent starts");
-    let reg = running.registry.clone();
+    let reg = running.partition_series.clone();
     let p = f64::from(partitions);
     wait_for(&reg, "probes verified", Duration::from_secs(60), |r| {
         total(r, "losswatch_probes_received_total") >= 3.0 * p

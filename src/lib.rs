@@ -61,6 +61,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod page;
 pub mod probe;
+pub mod promtext;
 pub mod ratelimit;
 pub mod report;
 pub mod tracker;
@@ -118,6 +119,9 @@ pub struct Running {
     /// Where the HTTP endpoints listen.
     pub addr: SocketAddr,
     pub registry: Registry,
+    /// The agent's per-partition series (`/metrics` writes them after the registry's; see
+    /// `metrics::partitions`).
+    pub partition_series: Registry,
     /// The lag poller's per-group and per-partition series (`/metrics` writes them after the
     /// registry's; see `lag::metrics`).
     pub lag_series: Registry,
@@ -205,6 +209,8 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     let store = Store::spawn(ledger, metrics.clone()).map_err(AgentError::Store)?;
     let state_path = config.state.path.clone();
     let scrape_lock = metrics.scrape_lock.clone();
+    let partitions = metrics.series.clone();
+    let partition_series = partitions.registry()?;
     // The agent's clients first: settings librdkafka refuses stop the start here, before
     // the lag poller's clients log the same refusal.
     let agent = Agent::new(
@@ -259,6 +265,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
         registry: registry.clone(),
         lag: app_lag,
         scrape_lock,
+        partitions,
         health: health.clone(),
         status: status_rx.clone(),
         state_path,
@@ -272,6 +279,7 @@ pub async fn start(config: ValidConfig, shutdown: CancellationToken) -> Result<R
     Ok(Running {
         addr,
         registry,
+        partition_series,
         lag_series,
         status: status_rx,
         health,

@@ -11,7 +11,9 @@ use prometheus::{
     Registry,
 };
 
-use crate::canary::producer::FailReason;
+mod partitions;
+
+pub use partitions::{PartitionCells, PartitionSeries};
 
 /// Buckets for ack and end-to-end latency, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -33,27 +35,13 @@ impl ScrapeLock {
 #[derive(Clone)]
 pub struct Metrics {
     pub scrape_lock: ScrapeLock,
-    pub sent: IntCounterVec,
-    pub acked: IntCounterVec,
-    pub send_failed: IntCounterVec,
-    pub send_held_back: IntCounterVec,
-    pub received: IntCounterVec,
+    /// Every canary partition's series but the lost counter (`partitions`).
+    pub series: PartitionSeries,
     pub lost: IntCounterVec,
-    pub late: IntCounterVec,
-    pub duplicated: IntCounterVec,
-    pub reordered: IntCounterVec,
-    pub expired_unread: IntCounterVec,
-    pub unmatched: IntCounterVec,
-    pub failed_arrived: IntCounterVec,
-    pub pending: IntGaugeVec,
-    pub restored_pending: IntGaugeVec,
-    pub oldest_pending_age: prometheus::GaugeVec,
-    pub truncations: IntCounterVec,
     pub foreign: IntCounterVec,
     pub other_instance: IntCounterVec,
     pub ack_latency: Latency,
     pub e2e_latency: Latency,
-    pub leader: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub ready: IntGauge,
     pub partitions: IntGauge,
@@ -141,20 +129,10 @@ impl Latency {
     }
 }
 
-const TP: &[&str] = &["topic", "partition"];
-
 impl Metrics {
     /// Registers every agent metric; `per_partition_histograms` is
     /// `metrics.per_partition_histograms`.
     pub fn register(reg: &Registry, per_partition_histograms: bool) -> prometheus::Result<Metrics> {
-        let oldest = prometheus::GaugeVec::new(
-            Opts::new(
-                "losswatch_oldest_pending_probe_age_seconds",
-                "Age of the oldest acked probe the verifier has not read back yet (0 when none is pending).",
-            ),
-            TP,
-        )?;
-        reg.register(Box::new(oldest.clone()))?;
         let ready = IntGauge::new(
             "losswatch_ready",
             "1 when the agent is ready: metadata loaded, canary topic present and state file open.",
@@ -229,57 +207,13 @@ impl Metrics {
                 "Admin requests on the canary topic (create, add partitions) that failed or were refused, by operation.",
                 &["operation"],
             )?,
-            sent: counter(reg, "losswatch_probes_sent_total", "Probes handed to the producer.", TP)?,
-            acked: counter(reg, "losswatch_probes_acked_total", "Probes acknowledged by the broker (acks=all).", TP)?,
-            send_failed: counter(
-                reg,
-                "losswatch_probes_send_failed_total",
-                "Probes whose send failed and were never acknowledged: producer-stage failures, never counted as lost.",
-                &["topic", "partition", "reason"],
-            )?,
-            send_held_back: counter(
-                reg,
-                "losswatch_probes_held_back_total",
-                "Probes not sent because the partition already has the maximum number of unverified probes.",
-                TP,
-            )?,
-            received: counter(reg, "losswatch_probes_received_total", "First arrivals of this agent's acked probes at the verifier.", TP)?,
+            series: PartitionSeries::default(),
             lost: counter(
                 reg,
                 "losswatch_probes_lost_total",
                 "Probes acknowledged and then provably gone from the log; broker is the partition leader at ack time.",
                 &["topic", "partition", "broker"],
             )?,
-            late: counter(reg, "losswatch_probes_late_total", "First arrivals later than the late threshold after production.", TP)?,
-            duplicated: counter(reg, "losswatch_probes_duplicated_total", "Probes read again at another offset after their first arrival.", TP)?,
-            reordered: counter(reg, "losswatch_probes_reordered_total", "First arrivals with a lower sequence number than one already seen.", TP)?,
-            expired_unread: counter(
-                reg,
-                "losswatch_probes_expired_unread_total",
-                "Acked probes removed by retention before the verifier read them (the agent's own consumer stage).",
-                TP,
-            )?,
-            unmatched: counter(
-                reg,
-                "losswatch_probes_unmatched_total",
-                "Own probes read back that no delivery report of this run matched (acked before a crash, or re-read); not an alarm.",
-                TP,
-            )?,
-            failed_arrived: counter(
-                reg,
-                "losswatch_probes_failed_but_arrived_total",
-                "Probes whose send was reported failed but which were found in the log anyway.",
-                TP,
-            )?,
-            pending: gauge(reg, "losswatch_probes_pending", "Acked probes not yet verified.", TP)?,
-            restored_pending: gauge(
-                reg,
-                "losswatch_probes_restored",
-                "Pending probes loaded from the state file at start; acked + restored = received + lost + expired_unread + pending.",
-                TP,
-            )?,
-            oldest_pending_age: oldest,
-            truncations: counter(reg, "losswatch_partition_truncations_total", "Truncations of a canary partition's log, confirmed by a fetch or an append.", TP)?,
             foreign: counter(
                 reg,
                 "losswatch_foreign_records_total",
@@ -304,7 +238,6 @@ impl Metrics {
                 "Time from production to first arrival at the verifier, by the partition leader at ack time.",
                 per_partition_histograms,
             )?,
-            leader: gauge(reg, "losswatch_partition_leader", "Leader broker id of the partition (-1 when leaderless).", TP)?,
             build_info: gauge(reg, "losswatch_build_info", "Always 1; the version label tells the build.", &["version"])?,
             ready,
             partitions,
@@ -324,64 +257,38 @@ impl Metrics {
         })
     }
 
-    /// Creates every per-partition series at zero, so that rate() works from the first probe.
-    pub fn init_partition(&self, topic: &str, partition: i32) {
-        let p = partition.to_string();
-        let l = [topic, p.as_str()];
-        for c in [
-            &self.sent,
-            &self.acked,
-            &self.send_held_back,
-            &self.received,
-            &self.late,
-            &self.duplicated,
-            &self.reordered,
-            &self.expired_unread,
-            &self.unmatched,
-            &self.failed_arrived,
-            &self.truncations,
-        ] {
-            c.with_label_values(&l);
-        }
-        for r in FailReason::ALL {
-            self.send_failed
-                .with_label_values(&[topic, p.as_str(), r.as_label()]);
-        }
-        self.pending.with_label_values(&l);
-        self.restored_pending.with_label_values(&l);
-        self.oldest_pending_age.with_label_values(&l);
+    /// The series of `partition` of `topic` (created at zero on first use).
+    pub fn partition(&self, topic: &str, partition: i32) -> std::sync::Arc<PartitionCells> {
+        self.series.cells(topic, partition)
     }
 }
 
-/// Renders the registry in the Prometheus text format, between two agent events.
-pub fn render(reg: &Registry, lock: &ScrapeLock) -> String {
-    let families = {
-        let _consistent = lock.hold();
-        reg.gather()
-    };
-    let enc = prometheus::TextEncoder::new();
-    enc.encode_to_string(&families)
-        .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
-}
-
-/// A scrape: the registry (between two agent events), then the lag poller's per-group and
-/// per-partition series written straight from its last snapshot, outside the scrape lock.
-pub fn render_scrape(reg: &Registry, lock: &ScrapeLock, lag: &crate::lag::LagMetrics) -> String {
+/// A scrape: the registry and the agent's per-partition values, read together between two
+/// agent events (under the scrape lock) and written after it is released; then the lag
+/// poller's per-group and per-partition series, written straight from its last snapshot.
+pub fn render_scrape(
+    reg: &Registry,
+    lock: &ScrapeLock,
+    partitions: &PartitionSeries,
+    lag: &crate::lag::LagMetrics,
+) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     // The size of the last scrape: the text is written into one allocation of about the
     // right size instead of doubling its way there (at 100 000 group-partitions a scrape is
     // 60 MB).
     static LAST_LEN: AtomicUsize = AtomicUsize::new(0);
     let last = LAST_LEN.load(Ordering::Relaxed);
-    let mut text = String::with_capacity((last + last / 16).max(lag.text_len_hint()) + 65_536);
-    let families = {
+    let (families, parts) = {
         let _consistent = lock.hold();
-        reg.gather()
+        (reg.gather(), partitions.snapshot())
     };
+    let hint = parts.text_len_hint() + lag.text_len_hint();
+    let mut text = String::with_capacity((last + last / 16).max(hint) + 65_536);
     if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
         text = format!("# encoding failed: {e}\n");
     }
     drop(families);
+    parts.write_text(&mut text);
     lag.write_text(&mut text);
     LAST_LEN.store(text.len(), Ordering::Relaxed);
     text

@@ -35,7 +35,7 @@ use crate::canary::topic::{PartitionInfo, TopicError, TopicView};
 use crate::config::Config;
 use crate::kafka::Clients;
 use crate::ledger::{Batch, Loaded, PartitionRow, SavedPartition};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PartitionCells};
 use crate::probe::Probe;
 use crate::tracker::{Ack, PendingProbe, Tracker, TrackerConfig, Verdict};
 use crate::verifier::{Next, Verifier};
@@ -77,6 +77,8 @@ enum Background {
 }
 
 struct PartState {
+    /// The partition's series (`metrics::partitions`).
+    cells: Arc<PartitionCells>,
     info: PartitionInfo,
     next_seq: u64,
     reserved_seq: u64,
@@ -319,25 +321,20 @@ impl Agent {
     async fn send_probes(&mut self) {
         self.replace_fatal_producer();
         let now = now_us();
-        let producing: Vec<i32> = self
+        let producing: Vec<(i32, Arc<PartitionCells>)> = self
             .parts
             .iter()
             .filter(|(_, s)| s.producing)
-            .map(|(p, _)| *p)
+            .map(|(p, s)| (*p, s.cells.clone()))
             .collect();
-        for p in producing {
-            let pl = p.to_string();
+        for (p, cells) in producing {
             if !self.tracker.can_send(p) {
-                self.metrics
-                    .send_held_back
-                    .with_label_values(&[self.topic.as_str(), pl.as_str()])
-                    .inc();
+                cells.held_back.inc();
                 continue;
             }
             let Some(seq) = self.alloc_seq(p).await else {
                 continue;
             };
-            let labels = [self.topic.as_str(), pl.as_str()];
             Probe {
                 instance: self.instance,
                 partition: p,
@@ -352,7 +349,7 @@ impl Agent {
                 sent_at: Instant::now(),
                 sent_epoch: self.tracker.epoch(p),
             };
-            self.metrics.sent.with_label_values(&labels).inc();
+            cells.sent.inc();
             if let Err(failed) = producer::send(&self.producer, &self.topic, &self.payload, sent) {
                 self.on_report(failed);
             }
@@ -382,9 +379,7 @@ impl Agent {
             Report::Acked { probe, offset } => {
                 let p = probe.partition;
                 touched = Some(p);
-                let pl = p.to_string();
-                let labels = [self.topic.as_str(), pl.as_str()];
-                self.metrics.acked.with_label_values(&labels).inc();
+                self.cells(p).acked.inc();
                 let broker = self.parts.get(&p).map_or(-1, |s| s.info.leader);
                 self.metrics.ack_latency.observe(
                     &self.topic,
@@ -431,11 +426,7 @@ impl Agent {
                     self.producer_refuses = Some(format!("probe refused: {code:?}"));
                 }
                 let p = probe.partition;
-                let pl = p.to_string();
-                self.metrics
-                    .send_failed
-                    .with_label_values(&[self.topic.as_str(), pl.as_str(), reason.as_label()])
-                    .inc();
+                self.cells(p).send_failed(reason).inc();
                 if let Some(st) = self.parts.get_mut(&p) {
                     st.send_failed += 1;
                 }
@@ -460,11 +451,18 @@ impl Agent {
     /// Keeps the pending gauge exact after every change, so that a scrape always sees
     /// `acked + restored = received + lost + expired_unread + pending`.
     pub(super) fn refresh_pending(&self, p: i32) {
-        let pl = p.to_string();
-        self.metrics
+        self.cells(p)
             .pending
-            .with_label_values(&[self.topic.as_str(), pl.as_str()])
             .set(i64::try_from(self.tracker.pending_len(p)).unwrap_or(i64::MAX));
+    }
+
+    /// The series of partition `p`: those kept in its state, or (for a partition not probed
+    /// yet) looked up.
+    pub(super) fn cells(&self, p: i32) -> Arc<PartitionCells> {
+        match self.parts.get(&p) {
+            Some(st) => st.cells.clone(),
+            None => self.metrics.partition(&self.topic, p),
+        }
     }
 
     /// Sends the changes since the last flush, with a fresh row for every partition.

@@ -122,21 +122,15 @@ impl Agent {
         }
         let mut statuses = Vec::with_capacity(self.parts.len());
         for (&p, st) in &self.parts {
-            let pl = p.to_string();
-            let labels = [self.topic.as_str(), pl.as_str()];
             let pending = self.tracker.pending_len(p);
-            self.metrics
+            st.cells
                 .pending
-                .with_label_values(&labels)
                 .set(i64::try_from(pending).unwrap_or(i64::MAX));
             let age = self
                 .tracker
                 .oldest_pending_acked_at(p)
                 .map_or(0.0, |t| ((now - t).max(0)) as f64 / 1e6);
-            self.metrics
-                .oldest_pending_age
-                .with_label_values(&labels)
-                .set(age);
+            st.cells.oldest_pending_age.set(age);
             statuses.push(PartitionStatus {
                 partition: p,
                 leader: st.info.leader,

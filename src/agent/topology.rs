@@ -181,10 +181,7 @@ impl Agent {
         let mut restored = false;
         for (&p, info) in &view.partitions {
             let pl = p.to_string();
-            self.metrics
-                .leader
-                .with_label_values(&[self.topic.as_str(), pl.as_str()])
-                .set(i64::from(info.leader));
+            self.cells(p).leader.set(i64::from(info.leader));
             // Lost series exist at zero for every replica of the partition (the leader at
             // ack time is one of them), so that the first loss is an increase that rules can
             // see. Per replica, not per broker: the series per partition stay bounded by the
@@ -219,9 +216,8 @@ impl Agent {
             match self.saved.remove(&p) {
                 Some(saved) if saved.snapshot.position >= 0 => {
                     let n = saved.snapshot.pending.len();
-                    self.metrics
-                        .restored_pending
-                        .with_label_values(&[self.topic.as_str(), pl.as_str()])
+                    self.cells(p)
+                        .restored
                         .set(i64::try_from(n).unwrap_or(i64::MAX));
                     tracing::info!(
                         partition = p,
@@ -281,10 +277,10 @@ impl Agent {
 
     /// Starts probing partition `p` (already known to the tracker).
     pub(super) fn adopt(&mut self, p: i32, info: PartitionInfo, next_seq: u64, reserved_seq: u64) {
-        self.metrics.init_partition(&self.topic, p);
         self.parts.insert(
             p,
             PartState {
+                cells: self.metrics.partition(&self.topic, p),
                 info,
                 next_seq,
                 reserved_seq,

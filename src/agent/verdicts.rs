@@ -64,17 +64,16 @@ impl Agent {
                 late,
                 reordered,
             } => {
-                let p = partition.to_string();
-                let l = [topic, p.as_str()];
-                m.received.with_label_values(&l).inc();
+                let cells = self.cells(partition);
+                cells.received.inc();
                 m.e2e_latency
                     .observe(topic, partition, broker, e2e_us as f64 / 1e6);
                 if late {
-                    m.late.with_label_values(&l).inc();
+                    cells.late.inc();
                     tracing::warn!(partition, seq, offset, e2e_ms = e2e_us / 1000, "late probe");
                 }
                 if reordered {
-                    m.reordered.with_label_values(&l).inc();
+                    cells.reordered.inc();
                     tracing::warn!(partition, seq, offset, "reordered probe");
                 }
                 self.batch.removed.push((partition, seq));
@@ -87,8 +86,7 @@ impl Agent {
                 seq,
                 offset,
             } => {
-                let p = partition.to_string();
-                m.duplicated.with_label_values(&[topic, p.as_str()]).inc();
+                self.cells(partition).duplicated.inc();
                 tracing::warn!(partition, seq, offset, "duplicate probe");
             }
             Verdict::Lost {
@@ -113,10 +111,7 @@ impl Agent {
                 self.close_probe(partition, &probe, "lost", cause.as_str());
             }
             Verdict::ExpiredUnread { partition, probe } => {
-                let p = partition.to_string();
-                m.expired_unread
-                    .with_label_values(&[topic, p.as_str()])
-                    .inc();
+                self.cells(partition).expired_unread.inc();
                 tracing::warn!(
                     partition,
                     seq = probe.seq,
@@ -131,8 +126,7 @@ impl Agent {
                 offset,
                 evidence,
             } => {
-                let p = partition.to_string();
-                m.truncations.with_label_values(&[topic, p.as_str()]).inc();
+                self.cells(partition).truncations.inc();
                 let leader = self.parts.get(&partition).map(|s| s.info.leader);
                 tracing::error!(
                     partition,
@@ -153,8 +147,7 @@ impl Agent {
             // A reader command, handed to the reader by `emit_verdicts`.
             Verdict::Seek { .. } => {}
             Verdict::Unmatched { partition, seq } => {
-                let p = partition.to_string();
-                m.unmatched.with_label_values(&[topic, p.as_str()]).inc();
+                self.cells(partition).unmatched.inc();
                 tracing::debug!(
                     partition,
                     seq,
@@ -166,10 +159,7 @@ impl Agent {
                 seq,
                 offset,
             } => {
-                let p = partition.to_string();
-                m.failed_arrived
-                    .with_label_values(&[topic, p.as_str()])
-                    .inc();
+                self.cells(partition).failed_arrived.inc();
                 tracing::warn!(
                     partition,
                     seq,

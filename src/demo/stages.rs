@@ -228,10 +228,7 @@ async fn broker(w: &mut World, cycle: u64, c0: Instant) -> Result<(), DemoError>
     // The power cut: the agent and the application stop at once.
     let cut_us = crate::agent::now_us();
     if let Some(running) = w.running.take() {
-        let registry = super::summary::Registries {
-            main: running.registry.clone(),
-            lag: running.lag_series.clone(),
-        };
+        let registry = super::summary::Registries::of(&running);
         running.kill().await;
         let mut books = lock(&w.books);
         books.earlier = books.earlier.plus(&Counters::read(&registry));

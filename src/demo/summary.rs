@@ -7,16 +7,27 @@ use std::collections::BTreeMap;
 use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::Registry;
 
-/// The agent's metrics as a scrape sees them: its registry and the lag poller's series.
+/// The agent's metrics as a scrape sees them: its registry, its per-partition series and the
+/// lag poller's series.
 #[derive(Clone)]
 pub struct Registries {
     pub main: Registry,
+    pub partitions: Registry,
     pub lag: Registry,
 }
 
 impl Registries {
+    pub fn of(running: &crate::Running) -> Registries {
+        Registries {
+            main: running.registry.clone(),
+            partitions: running.partition_series.clone(),
+            lag: running.lag_series.clone(),
+        }
+    }
+
     pub fn gather(&self) -> Vec<MetricFamily> {
         let mut f = self.main.gather();
+        f.extend(self.partitions.gather());
         f.extend(self.lag.gather());
         f
     }

@@ -84,10 +84,7 @@ impl World {
         cfg.http.listen = self.listen;
         let running = crate::start(cfg.build()?, self.agent_stop.clone()).await?;
         self.listen = running.addr;
-        lock(&self.books).registry = Some(Registries {
-            main: running.registry.clone(),
-            lag: running.lag_series.clone(),
-        });
+        lock(&self.books).registry = Some(Registries::of(&running));
         self.running = Some(running);
         Ok(())
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     /// The lag poller's per-group series, appended to every scrape and read by `/api/lag`.
     pub lag: crate::lag::LagMetrics,
     pub scrape_lock: crate::metrics::ScrapeLock,
+    /// The agent's per-partition series, written into every scrape.
+    pub partitions: crate::metrics::PartitionSeries,
     pub health: Arc<Health>,
     pub status: watch::Receiver<Arc<Status>>,
     pub state_path: PathBuf,
@@ -101,7 +103,12 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
         ),
         "/metrics" => text(
             StatusCode::OK,
-            crate::metrics::render_scrape(&state.registry, &state.scrape_lock, &state.lag),
+            crate::metrics::render_scrape(
+                &state.registry,
+                &state.scrape_lock,
+                &state.partitions,
+                &state.lag,
+            ),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         "/livez" => match state.health.since_beat_ms(now_us() / 1000) {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::{
     Gauge as GaugeHandle, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry,
@@ -21,6 +21,7 @@ use prometheus::{
 
 use super::book::Snapshot;
 use super::status::Status;
+use crate::promtext::{self, counter, gauge, line};
 
 const POLL_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -203,44 +204,8 @@ impl LagMetrics {
 
 /// `# HELP` and `# TYPE` of family `i` of [`FAMILIES`].
 fn header(i: usize, out: &mut String) {
-    use std::fmt::Write;
     let (name, help, kind, _) = FAMILIES[i];
-    let kind = if kind == MetricType::COUNTER {
-        "counter"
-    } else {
-        "gauge"
-    };
-    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-}
-
-/// A label value escaped for the text format.
-fn escaped(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// One series line: `name{k="v",...} value`.
-fn line(name: &str, labels: &[(&str, &str)], value: f64, out: &mut String) {
-    use std::fmt::Write;
-    out.push_str(name);
-    out.push('{');
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escaped(v, out);
-        out.push('"');
-    }
-    let _ = writeln!(out, "}} {value}");
+    promtext::header(name, help, kind, out);
 }
 
 /// Every family of [`FAMILIES`] with its series from `snap`; a family without series is left
@@ -339,34 +304,6 @@ impl SeriesCollector {
     }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let mut l = LabelPair::default();
-            l.set_name((*k).to_owned());
-            l.set_value((*v).to_owned());
-            l
-        })
-        .collect()
-}
-
-fn gauge(pairs: &[(&str, &str)], v: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(v);
-    let mut m = Metric::from_gauge(g);
-    m.set_label(labels(pairs));
-    m
-}
-
-fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(v);
-    let mut m = Metric::from_label(labels(pairs));
-    m.set_counter(c);
-    m
-}
-
 impl Collector for SeriesCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -409,14 +346,7 @@ impl Collector for SeriesCollector {
         FAMILIES
             .iter()
             .zip(fams)
-            .map(|((name, help, kind, _), metrics)| {
-                let mut f = MetricFamily::default();
-                f.set_name((*name).to_owned());
-                f.set_help((*help).to_owned());
-                f.set_field_type(*kind);
-                f.set_metric(metrics);
-                f
-            })
+            .map(|((name, help, kind, _), metrics)| promtext::family(name, help, *kind, metrics))
             .collect()
     }
 }
@@ -492,11 +422,11 @@ mod tests {
     fn series_follow_the_last_snapshot() {
         let r = Registry::new();
         let m = LagMetrics::register(&r).unwrap();
-        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
+        let text = crate::metrics::render_scrape(&r, &Default::default(), &Default::default(), &m);
         assert!(!text.contains("losswatch_consumergroup_lag{"), "{text}");
 
         m.publish(snapshot(&["a", "b"]));
-        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
+        let text = crate::metrics::render_scrape(&r, &Default::default(), &Default::default(), &m);
         for line in [
             r#"losswatch_consumergroup_lag{group="a",topic="t",partition="3"} 7"#,
             r#"losswatch_consumergroup_lag_seconds{group="b",topic="t",partition="3"} 1.5"#,
@@ -522,12 +452,12 @@ mod tests {
 
         // A group that disappears takes its series with it.
         m.publish(snapshot(&["b"]));
-        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
+        let text = crate::metrics::render_scrape(&r, &Default::default(), &Default::default(), &m);
         assert!(!text.contains(r#"group="a""#), "{text}");
         assert!(text.contains(r#"group="b""#));
 
         m.clear();
-        let text = crate::metrics::render_scrape(&r, &crate::metrics::ScrapeLock::default(), &m);
+        let text = crate::metrics::render_scrape(&r, &Default::default(), &Default::default(), &m);
         assert!(!text.contains("group="), "{text}");
         assert!(text.contains("losswatch_lag_groups 0"));
     }
