@@ -34,7 +34,8 @@
 //! | [`verifier`] | manual-assign consumer, one queue per partition, `auto.offset.reset=error` |
 //! | [`agent`] | the loop that wires producer, verifier, tracker, ledger and metrics; health and status |
 //! | [`ledger`] | SQLite state: instance id, sequence reservations, pending probes, positions, loss events |
-//! | [`metrics`] | the Prometheus registry and the public metric names |
+//! | [`metrics`] | the Prometheus registry and the public metric names; the per-partition series as cells the agent holds, written straight into the scrape |
+//! | [`promtext`] | series written straight into a scrape in the text format, and as metric values for readers of a registry |
 //! | [`http`] | the endpoints |
 //! | [`config`] | TOML + env + flags, validation (exit 64 naming the key), redaction |
 //! | [`demo`] | `losswatch demo`: the whole agent against librdkafka's mock cluster; every stage loses messages and the counts are checked against what was injected |
