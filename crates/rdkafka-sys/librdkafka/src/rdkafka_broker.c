@@ -4172,6 +4172,7 @@ static int rd_kafka_broker_produce_toppars(rd_kafka_broker_t *rkb,
         rd_kafka_pid_t pid      = RD_KAFKA_PID_INITIALIZER;
         rd_bool_t may_send      = rd_true;
         rd_bool_t flushing      = rd_false;
+        rd_bool_t stopped       = rd_false; /* losswatch patch */
 
         /* Round-robin serve each toppar. */
         rktp = rkb->rkb_active_toppar_next;
@@ -4202,6 +4203,32 @@ static int rd_kafka_broker_produce_toppars(rd_kafka_broker_t *rkb,
         do {
                 rd_ts_t this_next_wakeup = ret_next_wakeup;
 
+                /* losswatch patch (see PATCHES.md, patch 3): outside the
+                 * timeout scan (the first pass of each serve and then at
+                 * least once a second, which still visits every partition
+                 * fully), do not visit partitions that cannot send.
+                 *
+                 * 1. With no space left for a request (the idempotent
+                 *    producer allows a single untransmitted request), every
+                 *    further partition would be locked only to find
+                 *    max_requests 0: stop, and start the next pass here. */
+                if (!do_timeout_scan &&
+                    rd_kafka_broker_outbufs_space(rkb) == 0) {
+                        stopped = rd_true;
+                        break;
+                }
+
+                /* 2. A partition with both queues empty has nothing to
+                 *    send. The xmit queue belongs to this thread; the
+                 *    partition queue's count is read without its lock, as a
+                 *    hint: a message enqueued on an empty queue wakes this
+                 *    thread (rd_kafka_toppar_enq_msg), and a later pass sees
+                 *    it. */
+                if (!do_timeout_scan &&
+                    rd_kafka_msgq_len(&rktp->rktp_xmit_msgq) == 0 &&
+                    rd_kafka_msgq_len(&rktp->rktp_msgq) == 0)
+                        continue;
+
                 /* Try producing toppar */
                 cnt += rd_kafka_toppar_producer_serve(
                     rkb, rktp, pid, now, &this_next_wakeup, do_timeout_scan,
@@ -4213,10 +4240,12 @@ static int rd_kafka_broker_produce_toppars(rd_kafka_broker_t *rkb,
                                            rktp_activelink)) !=
                  rkb->rkb_active_toppar_next);
 
-        /* Update next starting toppar to produce in round-robin list. */
+        /* Update next starting toppar to produce in round-robin list.
+         * losswatch patch: after a stop, the partition not yet visited. */
         rd_kafka_broker_active_toppar_next(
-            rkb,
-            CIRCLEQ_LOOP_NEXT(&rkb->rkb_active_toppars, rktp, rktp_activelink));
+            rkb, stopped ? rktp
+                         : CIRCLEQ_LOOP_NEXT(&rkb->rkb_active_toppars, rktp,
+                                             rktp_activelink));
 
         *next_wakeup = ret_next_wakeup;
 
