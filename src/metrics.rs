@@ -4,6 +4,7 @@
 //! what happened in this process and start at zero on restart, as Prometheus expects; the
 //! lifetime totals live in the ledger and are served by `/api/status`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus::{
@@ -86,10 +87,17 @@ fn gauge(
 /// A latency histogram labelled by topic and leader broker, and by partition too when
 /// `metrics.per_partition_histograms` is set. Per broker is the default because a histogram
 /// is 18 series: per partition it would be most of an agent's series.
+/// A histogram handle kept for one broker, with the topic it was looked up for.
+type Kept = (Arc<str>, Histogram);
+
 #[derive(Clone)]
 pub struct Latency {
     hist: HistogramVec,
     per_partition: bool,
+    /// The per-broker histograms already looked up, by broker, with their topic: one probe
+    /// is two observations, and a labelled lookup formats and hashes its labels each time.
+    /// These series are never removed, so a kept handle stays the exported one.
+    by_broker: Arc<Mutex<HashMap<i32, Kept>>>,
 }
 
 impl Latency {
@@ -112,19 +120,27 @@ impl Latency {
         Ok(Latency {
             hist,
             per_partition,
+            by_broker: Arc::default(),
         })
     }
 
     /// Records one latency of a probe on `partition`, whose leader was `broker`.
     pub fn observe(&self, topic: &str, partition: i32, broker: i32, seconds: f64) {
-        let b = broker.to_string();
         if self.per_partition {
-            let p = partition.to_string();
+            let (p, b) = (partition.to_string(), broker.to_string());
             self.hist
                 .with_label_values(&[topic, &p, &b])
                 .observe(seconds);
         } else {
-            self.hist.with_label_values(&[topic, &b]).observe(seconds);
+            let mut kept = self.by_broker.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.get(&broker) {
+                Some((t, h)) if **t == *topic => h.observe(seconds),
+                _ => {
+                    let h = self.hist.with_label_values(&[topic, &broker.to_string()]);
+                    h.observe(seconds);
+                    kept.insert(broker, (Arc::from(topic), h));
+                }
+            }
         }
     }
 }

@@ -20,8 +20,11 @@ use rdkafka::ClientContext;
 const TOPIC: &str = "patched";
 const PARTITIONS: i32 = 2000;
 
+/// One delivery report: partition, offset, the message's sequence number, when it arrived.
+type Ack = (i32, i64, u64, Instant);
+
 /// Every delivery report, with the time it arrived.
-struct Reports(mpsc::Sender<(i32, i64, u64, Instant)>);
+struct Reports(mpsc::Sender<Ack>);
 
 impl ClientContext for Reports {}
 
@@ -38,10 +41,7 @@ impl ProducerContext for Reports {
 
 fn producer(
     cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
-) -> (
-    ThreadedProducer<Reports>,
-    mpsc::Receiver<(i32, i64, u64, Instant)>,
-) {
+) -> (ThreadedProducer<Reports>, mpsc::Receiver<Ack>) {
     let (tx, rx) = mpsc::channel();
     let producer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())
@@ -63,7 +63,7 @@ fn send(producer: &ThreadedProducer<Reports>, partition: i32, seq: u64) {
 
 /// One message to every partition, all acked: every partition is known, with a leader, and
 /// the producer id is acquired.
-fn warm_up(producer: &ThreadedProducer<Reports>, rx: &mpsc::Receiver<(i32, i64, u64, Instant)>) {
+fn warm_up(producer: &ThreadedProducer<Reports>, rx: &mpsc::Receiver<Ack>) {
     for p in 0..PARTITIONS {
         send(producer, p, 0);
     }

@@ -45,9 +45,16 @@ const SEQ_BLOCK: u64 = 1000;
 /// Distinct other instances counted by name; beyond it they are counted as "other".
 const MAX_OTHER_INSTANCES: usize = 256;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Delivery reports handled per turn of the loop, under one hold of the scrape lock.
+const REPORT_BATCH: usize = 512;
 
 pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
+    // Called several times per probe: the system clock straight, without chrono's calendar
+    // conversion. A clock before 1970 reads as negative.
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
 }
 
 /// Results of work done off the loop.
@@ -231,6 +238,7 @@ impl Agent {
         ] {
             t.set_missed_tick_behavior(MissedTickBehavior::Skip);
         }
+        let mut reports = Vec::with_capacity(REPORT_BATCH);
         loop {
             // Biased, in this order:
             // - delivery reports before records, so that an ack is usually known when its
@@ -244,7 +252,10 @@ impl Agent {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(r) = self.reports.recv() => self.consistently(|a| a.on_report(r)),
+                // Never 0: the agent holds a sender (`report_tx`), so the channel stays open.
+                _ = self.reports.recv_many(&mut reports, REPORT_BATCH) => {
+                    self.consistently(|a| reports.drain(..).for_each(|r| a.on_report(r)));
+                }
                 _ = probe_tick.tick() => self.send_probes().await,
                 _ = flush_tick.tick() => self.flush(false),
                 _ = house_tick.tick() => {
@@ -376,7 +387,11 @@ impl Agent {
         let now = now_us();
         let mut touched = None;
         match r {
-            Report::Acked { probe, offset } => {
+            Report::Acked {
+                probe,
+                offset,
+                acked_at,
+            } => {
                 let p = probe.partition;
                 touched = Some(p);
                 self.cells(p).acked.inc();
@@ -385,7 +400,9 @@ impl Agent {
                     &self.topic,
                     p,
                     broker,
-                    probe.sent_at.elapsed().as_secs_f64(),
+                    acked_at
+                        .saturating_duration_since(probe.sent_at)
+                        .as_secs_f64(),
                 );
                 let ack = Ack {
                     seq: probe.seq,
@@ -562,4 +579,15 @@ impl Agent {
 #[allow(dead_code)]
 fn assert_send(a: Agent, t: CancellationToken) -> impl Send {
     a.run(t)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn now_us_is_the_wall_clock_in_microseconds() {
+        let before = chrono::Utc::now().timestamp_micros();
+        let now = super::now_us();
+        let after = chrono::Utc::now().timestamp_micros();
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+    }
 }

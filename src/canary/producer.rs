@@ -76,6 +76,9 @@ pub enum Report {
     Acked {
         probe: SentProbe,
         offset: i64,
+        /// When librdkafka reported the ack: the agent handles reports in batches, so the
+        /// ack latency is measured here rather than when the report is handled.
+        acked_at: Instant,
     },
     Failed {
         probe: SentProbe,
@@ -120,6 +123,7 @@ impl Delivery for Reporter {
             Ok(msg) => Report::Acked {
                 probe: *probe,
                 offset: msg.offset(),
+                acked_at: Instant::now(),
             },
             Err((err, _)) => Report::Failed {
                 probe: *probe,
