@@ -24,7 +24,9 @@
 # Environment: PARTITIONS (default 1000), INTERVAL (canary.probe_interval, default 100ms),
 # FLEET (agents including the real one, default 1), WARMUP (default 30), DURATION (default
 # 600), SAMPLE (default 30), SCRAPE_PAUSE (seconds between scrapes, default 0.05; 0 disables
-# the scraper), STRACE (1 to count fsyncs in the first sample, default 1 if strace exists).
+# the scraper), STRACE (1 to count fsyncs in the first sample, default 1 if strace exists),
+# MALLOC_ARENA_MAX and MALLOC_TRIM_THRESHOLD_ (the agent's glibc allocator; default 1 and
+# 131072, what the image and the DaemonSet set).
 # Exit status: non-zero if a build, the broker, the simulator or the agent fails, or if the
 # agent counts a lost, foreign or duplicated probe or a failed send.
 set -euo pipefail
@@ -96,7 +98,10 @@ mode = "off"
 [audit]
 mode = "off"
 TOML
-LOSSWATCH_LOG=warn "$bin" run --config "$work/agent.toml" >"$work/agent.log" 2>&1 &
+# glibc's allocator settings of the image and the DaemonSet (deploy/base/daemonset.yaml), unless
+# the environment sets others.
+LOSSWATCH_LOG=warn MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-1} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-131072} \
+  "$bin" run --config "$work/agent.toml" >"$work/agent.log" 2>&1 &
 ap=$!; pids="$pids $ap"
 wait_port "$hport"
 for _ in $(seq 1 300); do scrape; [ "$(metric losswatch_canary_partitions)" = "$PARTITIONS" ] && break; sleep 0.2; done
