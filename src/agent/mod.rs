@@ -46,7 +46,7 @@ const SEQ_BLOCK: u64 = 1000;
 const MAX_OTHER_INSTANCES: usize = 256;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delivery reports handled per turn of the loop, under one hold of the scrape lock.
-const REPORT_BATCH: usize = 512;
+const REPORT_BATCH: usize = 64;
 
 pub fn now_us() -> i64 {
     // Called several times per probe: the system clock straight, without chrono's calendar
