@@ -55,6 +55,7 @@ pub struct Metrics {
     pub ledger_write_seconds: Histogram,
     pub ledger_errors: IntCounter,
     pub ledger_events_dropped: IntCounter,
+    pub ledger_batches: IntCounter,
     pub producer_restarts: IntCounter,
     pub weak_producer: IntGauge,
     pub broker_canary_partitions: IntGaugeVec,
@@ -192,6 +193,11 @@ impl Metrics {
             "Loss events not written to the state file because it stayed unwritable for longer than state.max_events events (the metrics count them).",
         )?;
         reg.register(Box::new(ledger_events_dropped.clone()))?;
+        let ledger_batches = IntCounter::new(
+            "losswatch_ledger_batches_total",
+            "Batches of state the agent loop handed to the state writer (one per flush with changes).",
+        )?;
+        reg.register(Box::new(ledger_batches.clone()))?;
         let producer_restarts = IntCounter::new(
             "losswatch_producer_restarts_total",
             "Times the canary producer was recreated after a fatal librdkafka error.",
@@ -269,6 +275,7 @@ impl Metrics {
             ledger_write_seconds,
             ledger_errors,
             ledger_events_dropped,
+            ledger_batches,
             producer_restarts,
         })
     }

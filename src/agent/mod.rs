@@ -506,6 +506,7 @@ impl Agent {
             })
             .collect();
         if !batch.is_empty() {
+            self.metrics.ledger_batches.inc();
             self.store.write(batch);
         }
     }
