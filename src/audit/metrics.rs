@@ -6,12 +6,13 @@
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::rules::Resource;
 use super::Report;
 use crate::audit::risk::Risk;
+use crate::promtext;
 
 /// Why (part of) an audit failed; the `reason` label of `losswatch_audit_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,24 +137,6 @@ impl SeriesCollector {
     }
 }
 
-fn sample(labels: &[(&str, &str)], value: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::from_gauge(g);
-    m.set_label(
-        labels
-            .iter()
-            .map(|(k, v)| {
-                let mut l = LabelPair::default();
-                l.set_name((*k).to_owned());
-                l.set_value((*v).to_owned());
-                l
-            })
-            .collect(),
-    );
-    m
-}
-
 impl Collector for SeriesCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -167,15 +150,17 @@ impl Collector for SeriesCollector {
         for f in &report.audit.findings {
             let risk = f.risk.as_label();
             match &f.resource {
-                Resource::Topic(t) => series[0].push(sample(&[("topic", t), ("risk", risk)], 1.0)),
+                Resource::Topic(t) => {
+                    series[0].push(promtext::gauge(&[("topic", t), ("risk", risk)], 1.0))
+                }
                 Resource::Broker(b) => {
                     let b = b.to_string();
-                    series[1].push(sample(&[("broker", &b), ("risk", risk)], 1.0));
+                    series[1].push(promtext::gauge(&[("broker", &b), ("risk", risk)], 1.0));
                 }
                 Resource::Partition(..) => {}
             }
             if f.risk == Risk::ConfigsUnavailable {
-                series[6].push(sample(&[("resource", &f.resource.label())], 1.0));
+                series[6].push(promtext::gauge(&[("resource", &f.resource.label())], 1.0));
             }
         }
         for p in &report.audit.partitions {
@@ -188,12 +173,12 @@ impl Collector for SeriesCollector {
                 (5, p.at_min_isr == Some(true)),
             ] {
                 if on {
-                    series[i].push(sample(&l, 1.0));
+                    series[i].push(promtext::gauge(&l, 1.0));
                 }
             }
         }
-        series[7].push(sample(&[], report.finished_ms as f64 / 1000.0));
-        series[8].push(sample(&[], report.audit.topics as f64));
+        series[7].push(promtext::gauge(&[], report.finished_ms as f64 / 1000.0));
+        series[8].push(promtext::gauge(&[], report.audit.topics as f64));
         FAMILIES
             .iter()
             .zip(series)
