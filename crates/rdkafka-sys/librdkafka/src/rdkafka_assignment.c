@@ -359,10 +359,17 @@ static int rd_kafka_assignment_serve_removals(rd_kafka_t *rk) {
                     rk->rk_consumer.assignment.queried, rktpar->topic,
                     rktpar->partition);
 
-                if (rktp->rktp_started) {
+                /* losswatch patch: a partition removed, assigned again and
+                 * removed again before the first FETCH_STOP reply is served
+                 * is still started: stop it once only. A second request
+                 * would be counted and replied to twice, and the second
+                 * reply fails the rktp_started assertion in
+                 * rd_kafka_assignment_partition_stopped(). */
+                if (rktp->rktp_started && !rktp->rktp_stop_pending) {
                         /* Partition was started, stop the fetcher. */
                         rd_assert(rk->rk_consumer.assignment.started_cnt > 0);
 
+                        rktp->rktp_stop_pending = rd_true;
                         rd_kafka_toppar_op_fetch_stop(
                             rktp, RD_KAFKA_REPLYQ(rk->rk_ops, 0));
                         rk->rk_consumer.assignment.wait_stop_cnt++;
@@ -924,7 +931,9 @@ void rd_kafka_assignment_partition_stopped(rd_kafka_t *rk,
         rk->rk_consumer.assignment.wait_stop_cnt--;
 
         rd_assert(rktp->rktp_started);
-        rktp->rktp_started = rd_false;
+        rd_assert(rktp->rktp_stop_pending);
+        rktp->rktp_started      = rd_false;
+        rktp->rktp_stop_pending = rd_false;
 
         rd_assert(rk->rk_consumer.assignment.started_cnt > 0);
         rk->rk_consumer.assignment.started_cnt--;

@@ -396,6 +396,10 @@ struct rd_kafka_toppar_s {                           /* rd_kafka_toppar_t */
                                  *   This is used by cgrp to keep
                                  *   track of whether the toppar has
                                  *   been started or not. */
+        rd_bool_t rktp_stop_pending; /**< losswatch patch: an assignment
+                                      *   removal asked the fetcher to stop
+                                      *   and the reply is not served yet.
+                                      *   Same owner as rktp_started. */
 
         rd_kafka_replyq_t rktp_replyq; /* Current replyq+version
                                         * for propagating
