@@ -45,7 +45,10 @@ pub struct TrackerConfig {
     pub max_pending: usize,
     /// Most read-before-acked probes kept per partition.
     pub max_early: usize,
-    /// How many recently delivered sequence numbers are remembered to recognise duplicates.
+    /// How many recently delivered sequence numbers are remembered, per partition, to
+    /// recognise duplicates. 16 bytes each: at 1 000 partitions the default is 4 MiB. A
+    /// duplicate that arrives further back than this is not recognised as one; it waits as a
+    /// read-before-ack probe and is counted unmatched after `unmatched_after_us`.
     pub seen_window: usize,
     /// How many recent send failures are remembered to recognise probes that landed anyway.
     pub failed_window: usize,
@@ -58,7 +61,7 @@ impl Default for TrackerConfig {
             unmatched_after_us: 600_000_000,
             max_pending: 10_000,
             max_early: 10_000,
-            seen_window: 4096,
+            seen_window: 256,
             failed_window: 1024,
         }
     }
@@ -660,6 +663,11 @@ impl Partition {
         self.totals.reordered += u64::from(reordered);
         // Remember it to recognise duplicates; seqs arrive almost always in order.
         let entry = (probe.seq, probe.offset);
+        // Make room first, so the deque never holds more than the window and its capacity
+        // does not double past it.
+        if self.seen.len() >= cfg.seen_window {
+            self.seen.pop_front();
+        }
         match self.seen.back() {
             Some(&(last, _)) if last > probe.seq => {
                 if let Err(i) = self.seen.binary_search_by_key(&probe.seq, |&(s, _)| s) {
@@ -667,9 +675,6 @@ impl Partition {
                 }
             }
             _ => self.seen.push_back(entry),
-        }
-        if self.seen.len() > cfg.seen_window {
-            self.seen.pop_front();
         }
         out.push(Verdict::Delivered {
             partition,

@@ -244,6 +244,47 @@ fn duplicate_and_reread() {
     assert_eq!(kinds(&out), ["delivered", "duplicate"]);
 }
 
+/// The duplicate window is what a partition costs in memory once it has run a while: it holds
+/// exactly `seen_window` entries, never a doubled capacity, and still recognises a duplicate
+/// of any probe inside it, including one delivered out of order.
+#[test]
+fn the_duplicate_window_is_bounded_and_still_recognises_duplicates() {
+    let window = TrackerConfig::default().seen_window;
+    let mut t = tracker();
+    let mut out = vec![];
+    t.add_partition(P, 0);
+    let n = 10 * window as u64;
+    for offset in 0..n as i64 {
+        // Pairs swap places: seq 2k+1 is written (and read) before 2k.
+        ack(&mut t, offset as u64 ^ 1, offset, 1, 0, 0, &mut out);
+    }
+    for offset in 0..n as i64 {
+        t.on_record(P, offset, own(offset as u64 ^ 1), 0, &mut out);
+    }
+    let part = &t.parts[&P];
+    assert_eq!(part.seen.len(), window);
+    assert!(
+        part.seen.capacity() < 2 * window,
+        "capacity {} for a window of {window}",
+        part.seen.capacity()
+    );
+    assert!(part.seen.iter().zip(part.seen.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+    assert_eq!(t.totals(P).received, n);
+    assert_eq!(t.totals(P).duplicated, 0);
+
+    out.clear();
+    let oldest_kept = n - window as u64;
+    t.on_record(P, n as i64, own(oldest_kept), 0, &mut out);
+    t.on_record(P, n as i64 + 1, own(n - 1), 0, &mut out);
+    assert_eq!(kinds(&out), ["duplicate", "duplicate"]);
+    // Beyond the window a copy is not recognised as a duplicate; it waits as an unmatched
+    // read, never as a loss.
+    out.clear();
+    t.on_record(P, n as i64 + 2, own(oldest_kept - 1), 0, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(t.totals(P).lost, 0);
+}
+
 #[test]
 fn failed_send_that_landed_is_recognised() {
     let mut t = tracker();
