@@ -268,7 +268,11 @@ fn the_duplicate_window_is_bounded_and_still_recognises_duplicates() {
         "capacity {} for a window of {window}",
         part.seen.capacity()
     );
-    assert!(part.seen.iter().zip(part.seen.iter().skip(1)).all(|(a, b)| a.0 < b.0));
+    assert!(part
+        .seen
+        .iter()
+        .zip(part.seen.iter().skip(1))
+        .all(|(a, b)| a.0 < b.0));
     assert_eq!(t.totals(P).received, n);
     assert_eq!(t.totals(P).duplicated, 0);
 
