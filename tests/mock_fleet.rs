@@ -108,6 +108,11 @@ async fn the_probe_rate_follows_the_fleet_size() {
     );
     assert_eq!(agents(&s), 10.0);
     assert!(s.sum("losswatch_other_instance_probes_total", &[]) > 0.0);
+    // Nine other agents, one series: the fleet pays N series for this counter, not N².
+    assert_eq!(
+        s.label_values("losswatch_other_instance_probes_total", "instance"),
+        ["other"]
+    );
     assert_eq!(s.sum("losswatch_foreign_records_total", &[]), 0.0);
 
     // The others stop: after 3 of its intervals it is alone again.

@@ -7,6 +7,7 @@
 //! blocks, and the scrape lock guards memory only.
 
 mod coverage;
+mod others;
 mod reader;
 mod reading;
 mod status;
@@ -18,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::IntCounter;
 use rdkafka::error::KafkaError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
@@ -42,8 +42,6 @@ use crate::verifier::{Next, Verifier};
 
 /// Sequence numbers reserved per ledger write. A crash skips at most this many.
 const SEQ_BLOCK: u64 = 1000;
-/// Distinct other instances counted by name; beyond it they are counted as "other".
-const MAX_OTHER_INSTANCES: usize = 256;
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Delivery reports handled per turn of the loop, under one hold of the scrape lock.
 const REPORT_BATCH: usize = 64;
@@ -130,10 +128,8 @@ pub struct Agent {
     batch: Batch,
     verdicts: Vec<Verdict>,
     payload: Vec<u8>,
-    /// Other instances seen on the canary topic, with their counter.
-    other_instances: BTreeMap<Uuid, IntCounter>,
-    /// The counter of instances beyond [`MAX_OTHER_INSTANCES`].
-    other_beyond: Option<IntCounter>,
+    /// Other instances seen on the canary topic, and their probe counters.
+    others: others::Others,
     /// Agents seen probing, and this agent's probe interval (`canary::fleet`).
     fleet: Fleet,
     started: Instant,
@@ -176,6 +172,11 @@ impl Agent {
         });
         let (bg_tx, bg_rx) = mpsc::channel(64);
         let topic = cfg.canary.topic.clone();
+        let others = others::Others::new(
+            metrics.other_instance.clone(),
+            &topic,
+            cfg.metrics.other_instance_series,
+        );
         tracing::info!(instance = %loaded.instance, topic, restored_partitions = loaded.partitions.len(), "agent starting");
         health.set_not_ready("waiting for canary topic metadata");
         let weak = cfg.weak_producer_settings();
@@ -205,8 +206,7 @@ impl Agent {
             batch: Batch::default(),
             verdicts: Vec::new(),
             payload: Vec::new(),
-            other_instances: BTreeMap::new(),
-            other_beyond: None,
+            others,
             fleet: Fleet::new(
                 loaded.instance,
                 cfg.canary.probe_interval,

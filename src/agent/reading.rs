@@ -4,7 +4,7 @@
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 
-use super::{now_us, Agent, Background, KAFKA_TIMEOUT, MAX_OTHER_INSTANCES};
+use super::{now_us, Agent, Background, KAFKA_TIMEOUT};
 use crate::probe;
 use crate::tracker::Record;
 use crate::verifier::Fetched;
@@ -122,24 +122,7 @@ impl Agent {
             },
             Ok(probe) => {
                 self.fleet.seen(probe.instance, probe.produced_at_us);
-                // One counter handle per instance, looked up once: on a topic many agents
-                // share, nearly every record read is another instance's.
-                let counter = match self.other_instances.get(&probe.instance) {
-                    Some(c) => c,
-                    None if self.other_instances.len() < MAX_OTHER_INSTANCES => {
-                        let c = self.metrics.other_instance.with_label_values(&[
-                            self.topic.as_str(),
-                            probe.instance.to_string().as_str(),
-                        ]);
-                        self.other_instances.entry(probe.instance).or_insert(c)
-                    }
-                    None => self.other_beyond.get_or_insert_with(|| {
-                        self.metrics
-                            .other_instance
-                            .with_label_values(&[self.topic.as_str(), "other"])
-                    }),
-                };
-                counter.inc();
+                self.others.count(probe.instance);
                 Record::Other
             }
             Err(e) => {

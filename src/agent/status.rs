@@ -156,7 +156,7 @@ impl Agent {
             topic: self.topic.clone(),
             ready: readiness.is_ok(),
             not_ready_reason: readiness.err(),
-            other_instances: self.other_instances.keys().map(Uuid::to_string).collect(),
+            other_instances: self.others.instances().map(Uuid::to_string).collect(),
             partitions: statuses,
             coverage: self.reconcile.view.clone(),
         };

@@ -160,6 +160,10 @@ pub struct MetricsConfig {
     /// Label the latency histograms by partition as well as by leader broker: 36 more series
     /// per canary partition. Off by default: the histograms are per (topic, broker).
     pub per_partition_histograms: bool,
+    /// How many other agents get their own `losswatch_other_instance_probes_total` series
+    /// (the first seen); the rest, and all of them by default, are counted under
+    /// `instance="other"`. Each named one costs a series on every agent that reads it.
+    pub other_instance_series: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -721,11 +725,17 @@ mod tests {
             path = "/tmp/x.db"
             [shutdown]
             grace = "3s"
+            [metrics]
+            per_partition_histograms = true
+            other_instance_series = 16
             "#,
         )
         .unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.canary.probe_interval, Duration::from_millis(250));
+        assert!(cfg.metrics.per_partition_histograms);
+        assert_eq!(cfg.metrics.other_instance_series, 16);
+        assert_eq!(Config::default().metrics.other_instance_series, 0);
         let shown = cfg.to_redacted_toml();
         assert!(shown.contains("**REDACTED**"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
