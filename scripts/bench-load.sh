@@ -12,6 +12,10 @@
 #                 losswatch_other_instance_probes_total)
 #   rchar_kib/s   /proc/PID/io rchar per second: file reads only, NOT the fetched bytes
 #                 (librdkafka reads its sockets with recvmsg, which rchar does not count)
+#   rx_kib/s tx_kib/s   bytes the agent received from / sent to the broker per second, from
+#                 the kernel's counters of its open connections to the broker's port
+#                 (scripts/lib/sock_bytes.py, `ss -tinp`): rx is mostly fetch responses, tx
+#                 mostly produce requests
 #   writes/s      state-file transactions per second (losswatch_ledger_write_seconds_count)
 #   fsyncs/s      fsync and fdatasync calls per second, from `strace -c -f` over the first sample
 #                 only (strace slows what it traces; the other samples run without it)
@@ -71,6 +75,7 @@ metric() { # name -> sum over the series of the last scrape
 ticks() { local st; st=$(cat "/proc/$1/stat"); read -r -a f <<<"${st##*) }"; echo $((f[11] + f[12])); }
 rchar() { awk '/^rchar:/ {print $2}' "/proc/$1/io"; }
 rss() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+sock() { python3 scripts/lib/sock_bytes.py "$ap" "$kport"; } # -> "rx tx sockets"
 state_kib() { du -ck "$work"/state.db* 2>/dev/null | awk 'END {print $1}'; }
 ms() { python3 -c "import re,sys; s=sys.argv[1]; m=re.fullmatch(r'(\d+)(ms|s)', s); print(int(m[1]) * (1 if m[2] == 'ms' else 1000))" "$1"; }
 
@@ -118,8 +123,9 @@ if [ "$SCRAPE_PAUSE" != 0 ]; then
 fi
 
 echo "bench-load: $PARTITIONS partitions, probe_interval $INTERVAL, fleet $FLEET, warmup ${WARMUP}s, ${DURATION}s in ${SAMPLE}s samples, scraper pause ${SCRAPE_PAUSE}s"
-printf '%6s %8s %8s %8s %8s %10s %9s %10s %8s %8s %10s %8s\n' t_s cpu_pct rss_mib sent/s acked/s received/s others/s rchar_kib/s writes/s fsyncs/s state_kib pending
+printf '%6s %8s %8s %8s %8s %10s %9s %10s %9s %9s %8s %8s %10s %8s\n' t_s cpu_pct rss_mib sent/s acked/s received/s others/s rchar_kib/s rx_kib/s tx_kib/s writes/s fsyncs/s state_kib pending
 scrape
+read -r x0 y0 _ <<<"$(sock)"
 t0=$(ticks "$ap"); c0=$(rchar "$ap"); s0=$(metric losswatch_probes_sent_total); a0=$(metric losswatch_probes_acked_total)
 r0=$(metric losswatch_probes_received_total); o0=$(metric losswatch_other_instance_probes_total); w0=$(metric losswatch_ledger_write_seconds_count)
 first_rss=""; last_rss=""; cpu_sum=0; n=0; elapsed=0
@@ -136,14 +142,18 @@ while [ "$elapsed" -lt "$DURATION" ]; do
   scrape
   t1=$(ticks "$ap"); c1=$(rchar "$ap"); s1=$(metric losswatch_probes_sent_total); a1=$(metric losswatch_probes_acked_total)
   r1=$(metric losswatch_probes_received_total); o1=$(metric losswatch_other_instance_probes_total); w1=$(metric losswatch_ledger_write_seconds_count)
+  read -r x1 y1 _ <<<"$(sock)"
   cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$SAMPLE" 'BEGIN {printf "%.2f", (b - a) / hz / s * 100}')
   last_rss=$(rss "$ap"); [ -n "$first_rss" ] || first_rss=$last_rss
+  # A connection closed during the sample took its bytes along: "-" rather than a wrong rate.
+  srate() { if [ "$2" -ge "$1" ]; then rate "$1" "$2" 1024; else echo -; fi; }
   rate() { awk -v a="$1" -v b="$2" -v s="$SAMPLE" -v d="${3:-1}" 'BEGIN {printf "%.1f", (b - a) / s / d}'; }
-  printf '%6s %8s %8s %8s %8s %10s %9s %10s %8s %8s %10s %8s\n' "$elapsed" "$cpu" "$last_rss" \
+  printf '%6s %8s %8s %8s %8s %10s %9s %10s %9s %9s %8s %8s %10s %8s\n' "$elapsed" "$cpu" "$last_rss" \
     "$(rate "$s0" "$s1")" "$(rate "$a0" "$a1")" "$(rate "$r0" "$r1")" "$(rate "$o0" "$o1")" \
-    "$(rate "$c0" "$c1" 1024)" "$(rate "$w0" "$w1")" "$fsyncs" "$(state_kib)" "$(metric losswatch_probes_pending)"
+    "$(rate "$c0" "$c1" 1024)" "$(srate "$x0" "$x1")" "$(srate "$y0" "$y1")" \
+    "$(rate "$w0" "$w1")" "$fsyncs" "$(state_kib)" "$(metric losswatch_probes_pending)"
   cpu_sum=$(awk -v a="$cpu_sum" -v b="$cpu" 'BEGIN {print a + b}')
-  t0=$t1; c0=$c1; s0=$s1; a0=$a1; r0=$r1; o0=$o1; w0=$w1
+  t0=$t1; c0=$c1; s0=$s1; a0=$a1; r0=$r1; o0=$o1; w0=$w1; x0=$x1; y0=$y1
 done
 hwm=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$ap/status")
 [ -n "${scraper:-}" ] && { wait "$scraper" || true; }
