@@ -11,6 +11,8 @@
 # CPU (utime + stime from /proc/PID/stat) as a share of one core, peak RSS (VmHWM), probes
 # read per second (its own, losswatch_probes_received_total, plus other instances',
 # losswatch_other_instance_probes_total) and their payload bytes per second (100 B each),
+# the bytes per second it received from the broker over its open connections (the kernel's
+# counters, scripts/lib/sock_bytes.py: fetch responses, plus produce acks and metadata),
 # and what the agent says of the fleet (losswatch_fleet_agents, losswatch_probe_interval_seconds).
 # Prints one line per run. The broker and the simulator run on the same machine.
 #
@@ -100,17 +102,21 @@ TOML
     sleep "$WARMUP"
     kill -0 "$ap" || { echo "bench-fleet: agent died" >&2; cat "$work/agent.log" >&2; exit 1; }
     t0=$(ticks "$ap"); r0=$(metric losswatch_probes_received_total); o0=$(metric losswatch_other_instance_probes_total)
+    read -r x0 _ <<<"$(python3 scripts/lib/sock_bytes.py "$ap" "$kport")"
     sleep "$MEASURE"
     t1=$(ticks "$ap"); r1=$(metric losswatch_probes_received_total); o1=$(metric losswatch_other_instance_probes_total)
+    read -r x1 _ <<<"$(python3 scripts/lib/sock_bytes.py "$ap" "$kport")"
+    # A connection closed during the run took its bytes along: "-" rather than a wrong rate.
+    rx=-; [ "$x1" -ge "$x0" ] && rx=$(awk -v a="$x0" -v b="$x1" -v s="$MEASURE" 'BEGIN {printf "%.0f", (b - a) / s}')
     hwm=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$ap/status")
     agents=$(metric losswatch_fleet_agents); every=$(metric losswatch_probe_interval_seconds)
     foreign=$(metric losswatch_foreign_records_total); lost=$(metric losswatch_probes_lost_total)
     own=$(awk -v a="$r0" -v b="$r1" -v s="$MEASURE" 'BEGIN {printf "%.1f", (b - a) / s}')
     others=$(awk -v a="$o0" -v b="$o1" -v s="$MEASURE" 'BEGIN {printf "%.1f", (b - a) / s}')
-    printf 'N=%-4s %-6s cpu_pct=%s peak_rss_mib=%s own_probes_read_per_s=%s others_probes_read_per_s=%s payload_bytes_read_per_s=%s fleet_agents=%s probe_interval_s=%s foreign=%s lost=%s\n' \
+    printf 'N=%-4s %-6s cpu_pct=%s peak_rss_mib=%s own_probes_read_per_s=%s others_probes_read_per_s=%s payload_bytes_read_per_s=%s socket_bytes_received_per_s=%s fleet_agents=%s probe_interval_s=%s foreign=%s lost=%s\n' \
       "$n" "$mode" \
       "$(awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$MEASURE" 'BEGIN {printf "%.2f", (b - a) / hz / s * 100}')" \
-      "$hwm" "$own" "$others" "$(awk -v a="$own" -v b="$others" 'BEGIN {printf "%.0f", (a + b) * 100}')" \
+      "$hwm" "$own" "$others" "$(awk -v a="$own" -v b="$others" 'BEGIN {printf "%.0f", (a + b) * 100}')" "$rx" \
       "$agents" "$every" "$foreign" "$lost"
     [ "$foreign" = 0 ] && [ "$lost" = 0 ] || { echo "bench-fleet: foreign records or lost probes" >&2; exit 1; }
     kill "$ap"; wait "$ap" 2>/dev/null || true
