@@ -29,28 +29,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::{cpu_ticks, AgentProcess, AgentSettings};
-use common::tansu::{create_topic, Storage, Tansu};
-use common::Scrape;
+use common::tansu::{block, create_topic, part, total, Storage, Tansu, CANARY};
 
-const T: &str = "losswatch-canary";
+const T: &str = CANARY;
 const PARTITIONS: i32 = 4;
-
-fn total(s: &Scrape, name: &str) -> f64 {
-    s.sum(name, &[("topic", T)])
-}
-
-fn part(s: &Scrape, name: &str, p: i32) -> f64 {
-    let ps = p.to_string();
-    s.sum(name, &[("topic", T), ("partition", ps.as_str())])
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
-}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -114,14 +96,11 @@ fn cycle(broker: &mut Tansu, agent: &AgentProcess, interval: Duration, n: f64) -
             first_truncation = Some(at);
         }
         if truncated == PARTITIONS as usize {
-            all_truncated = Some(at);
-            // Give a loss that is being proved a moment to be counted.
-            if lost_after.is_some() || !unread_at_freeze {
+            let all = *all_truncated.get_or_insert(at);
+            // Give a loss that is being proved up to 5 s more to be counted.
+            if lost_after.is_some() || !unread_at_freeze || at > all + 5.0 {
                 break;
             }
-        }
-        if all_truncated.is_some() && at > all_truncated.unwrap_or(0.0) + 5.0 {
-            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -190,12 +169,6 @@ fn main() {
                 failed = true;
             }
             firsts.push(first.unwrap_or(f64::INFINITY));
-            // Power losses apart: the next one starts once every probe sent before this
-            // detection has been answered (the delivery timeout is 5 s), so its evidence is
-            // its own. Back to back, a second truncation proved only by probes sent before
-            // the first was detected is not counted again (the tracker cannot tell it from a
-            // late victim of the first); its losses are.
-            std::thread::sleep(interval * 2 + Duration::from_secs(6));
             println!(
                 "{:>9} {:>5} {:>7} {:>6} {:>8} {:>10} {:>10} {:>7.1} {:>6}",
                 spec.trim(),
@@ -208,6 +181,14 @@ fn main() {
                 goal,
                 if met { "yes" } else { "no" }
             );
+            if c < cycles {
+                // Power losses apart: the next one starts once every probe sent before this
+                // detection has been answered (the delivery timeout is 5 s), so its evidence
+                // is its own. Back to back, a second truncation proved only by probes sent
+                // before the first was detected is not counted again (the tracker cannot
+                // tell it from a late victim of the first); its losses are.
+                std::thread::sleep(interval * 2 + Duration::from_secs(6));
+            }
         }
         firsts.sort_by(f64::total_cmp);
         summary.push((spec.trim().to_owned(), cpu_pct, firsts, goal));

@@ -12,12 +12,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::process::{AgentProcess, AgentSettings};
-use common::tansu::{self, read_all, serial, Seen, Storage, Tansu};
+use common::tansu::{self, block, part, read_all, serial, total, Seen, Storage, Tansu};
 use common::{get, identity_sides, produce_raw, wait_until, Scrape};
 use losswatch::ledger::Ledger;
 use losswatch::tracker::Totals;
 
-const T: &str = "losswatch-canary";
+const T: &str = tansu::CANARY;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn workdir(name: &str) -> PathBuf {
@@ -27,23 +27,6 @@ fn workdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn part(s: &Scrape, name: &str, p: i32) -> f64 {
-    let ps = p.to_string();
-    s.sum(name, &[("topic", T), ("partition", ps.as_str())])
-}
-
-fn total(s: &Scrape, name: &str) -> f64 {
-    s.sum(name, &[("topic", T)])
 }
 
 /// Writes one row of the truth matrix (when `LOSSWATCH_TRUTH_DIR` is set) and logs it.

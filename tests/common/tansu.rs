@@ -74,6 +74,29 @@ pub fn binary() -> PathBuf {
     );
 }
 
+/// The canary topic of the scenarios run against Tansu.
+pub const CANARY: &str = "losswatch-canary";
+
+/// Runs `f` (an admin request) to completion on a runtime of its own.
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// `name` on partition `p` of the canary topic.
+pub fn part(s: &super::Scrape, name: &str, p: i32) -> f64 {
+    let ps = p.to_string();
+    s.sum(name, &[("topic", CANARY), ("partition", ps.as_str())])
+}
+
+/// `name` summed over the canary topic.
+pub fn total(s: &super::Scrape, name: &str) -> f64 {
+    s.sum(name, &[("topic", CANARY)])
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
