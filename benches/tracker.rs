@@ -8,7 +8,7 @@
 //! the bench asserts that every probe was delivered, nothing was declared lost, duplicated,
 //! unmatched or skipped, and no partition has anything pending.
 //!
-//! Verdicts go into one reused `Vec<Verdict>` that is drained and cleared after every call,
+//! Verdicts go into one reused `Outcome` that is drained and cleared after every call,
 //! as the agent does.
 //!
 //! Scenarios:
@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use losswatch::tracker::{Ack, Record, Tracker, TrackerConfig, Verdict};
+use losswatch::tracker::{Ack, Outcome, Record, Tracker, TrackerConfig, Verdict};
 
 const PARTITIONS: i32 = 6;
 /// Probes per timed batch, spread round-robin over the partitions (a multiple of
@@ -67,8 +67,9 @@ struct Tally {
 
 impl Tally {
     #[inline]
-    fn drain(&mut self, out: &mut Vec<Verdict>) {
-        for v in out.iter() {
+    fn drain(&mut self, out: &mut Outcome) {
+        self.other += out.seeks.len() as u64;
+        for v in out.verdicts.iter() {
             match v {
                 Verdict::Delivered { late: false, .. } => self.delivered += 1,
                 _ => self.other += 1,
@@ -80,7 +81,7 @@ impl Tally {
 
 struct Bench {
     tracker: Tracker,
-    out: Vec<Verdict>,
+    out: Outcome,
     /// Next sequence number and next offset, per partition.
     next_seq: [u64; PARTITIONS as usize],
     next_offset: [i64; PARTITIONS as usize],
@@ -98,7 +99,7 @@ impl Bench {
         }
         Bench {
             tracker,
-            out: Vec::with_capacity(16),
+            out: Outcome::default(),
             next_seq: [0; PARTITIONS as usize],
             next_offset: [0; PARTITIONS as usize],
             now_us: 1_700_000_000_000_000,

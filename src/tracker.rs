@@ -2,7 +2,9 @@
 //! back into verdicts about this instance's probes.
 //!
 //! Nothing in here knows about Kafka clients, SQLite, tokio or the clock: callers pass events
-//! and the current time (µs since the Unix epoch) and get [`Verdict`]s back. That makes it
+//! and the current time (µs since the Unix epoch) and get an [`Outcome`] back: [`Verdict`]s
+//! and, beside them, the [`Seek`]s the reader must make (the tracker decides where reading
+//! continues; the caller moves the consumer). That makes it
 //! property-testable against generated ground truth (see `tests` below) and cheap to run.
 //!
 //! # What counts as proof
@@ -140,7 +142,7 @@ impl TruncationEvidence {
     }
 }
 
-/// A classification, or an instruction for the reader.
+/// A classification of a probe or of a partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// First arrival of an acked probe.
@@ -174,8 +176,6 @@ pub enum Verdict {
         offset: i64,
         evidence: TruncationEvidence,
     },
-    /// The reader must continue from `offset`.
-    Seek { partition: i32, offset: i64 },
     /// An own probe read back that no delivery report in this run ever matched (acked by an
     /// earlier run that crashed before saving it, or re-read after a rewind). Not an alarm.
     Unmatched { partition: i32, seq: u64 },
@@ -185,6 +185,37 @@ pub enum Verdict {
         seq: u64,
         offset: i64,
     },
+}
+
+/// A command for the reader: continue partition `partition` from `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seek {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// What the tracker decided in one or more calls: the verdicts, for telemetry and the
+/// ledger, and beside them the seeks the reader must make, in the order they were decided
+/// (for one partition the last one counts).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub verdicts: Vec<Verdict>,
+    pub seeks: Vec<Seek>,
+}
+
+impl Outcome {
+    fn seek(&mut self, partition: i32, offset: i64) {
+        self.seeks.push(Seek { partition, offset });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.verdicts.is_empty() && self.seeks.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.verdicts.clear();
+        self.seeks.clear();
+    }
 }
 
 /// A delivery report of an acked probe.
@@ -348,7 +379,7 @@ impl Tracker {
     }
 
     /// A delivery report: the probe was acked.
-    pub fn on_ack(&mut self, partition: i32, ack: Ack, now_us: i64, out: &mut Vec<Verdict>) {
+    pub fn on_ack(&mut self, partition: i32, ack: Ack, now_us: i64, out: &mut Outcome) {
         let cfg = &self.cfg;
         let part = self.parts.entry(partition).or_default();
         part.totals.acked += 1;
@@ -368,7 +399,7 @@ impl Tracker {
                 truncated = Some(TruncationEvidence::AppendBelowAcked);
             }
             part.totals.lost += 1;
-            out.push(Verdict::Lost {
+            out.verdicts.push(Verdict::Lost {
                 partition,
                 probe: gone,
                 cause: LossCause::Truncated,
@@ -400,7 +431,8 @@ impl Tracker {
                 part.note_truncation(partition, offset, ev, out);
             }
             part.totals.expired_unread += 1;
-            out.push(Verdict::ExpiredUnread { partition, probe });
+            out.verdicts
+                .push(Verdict::ExpiredUnread { partition, probe });
             return;
         }
 
@@ -410,7 +442,7 @@ impl Tracker {
                 truncated = Some(TruncationEvidence::AppendBelowRead);
             }
             part.position = offset;
-            out.push(Verdict::Seek { partition, offset });
+            out.seek(partition, offset);
         }
         if let Some(ev) = truncated {
             part.note_truncation(partition, offset, ev, out);
@@ -419,13 +451,13 @@ impl Tracker {
     }
 
     /// A delivery report that the send of `seq` failed (a producer-stage failure).
-    pub fn on_send_failed(&mut self, partition: i32, seq: u64, out: &mut Vec<Verdict>) {
+    pub fn on_send_failed(&mut self, partition: i32, seq: u64, out: &mut Outcome) {
         let cfg = &self.cfg;
         let part = self.parts.entry(partition).or_default();
         // It may have landed anyway (e.g. a timeout after the broker appended it).
         if let Some(e) = part.early.remove(&seq) {
             part.totals.failed_arrived += 1;
-            out.push(Verdict::FailedButArrived {
+            out.verdicts.push(Verdict::FailedButArrived {
                 partition,
                 seq,
                 offset: e.offset,
@@ -445,7 +477,7 @@ impl Tracker {
         offset: i64,
         record: Record,
         now_us: i64,
-        out: &mut Vec<Verdict>,
+        out: &mut Outcome,
     ) {
         let cfg = &self.cfg;
         let part = self.parts.entry(partition).or_default();
@@ -462,7 +494,7 @@ impl Tracker {
                 break;
             };
             part.totals.lost += 1;
-            out.push(Verdict::Lost {
+            out.verdicts.push(Verdict::Lost {
                 partition,
                 probe: gone,
                 cause: LossCause::Skipped,
@@ -479,7 +511,7 @@ impl Tracker {
                     }
                     _ => {
                         part.totals.lost += 1;
-                        out.push(Verdict::Lost {
+                        out.verdicts.push(Verdict::Lost {
                             partition,
                             probe: front,
                             cause: LossCause::Overwritten,
@@ -503,7 +535,7 @@ impl Tracker {
         if let Ok(i) = part.seen.binary_search_by_key(&seq, |&(s, _)| s) {
             if part.seen[i].1 != offset {
                 part.totals.duplicated += 1;
-                out.push(Verdict::Duplicate {
+                out.verdicts.push(Verdict::Duplicate {
                     partition,
                     seq,
                     offset,
@@ -514,7 +546,7 @@ impl Tracker {
         if let Ok(i) = part.failed.binary_search(&seq) {
             part.failed.remove(i);
             part.totals.failed_arrived += 1;
-            out.push(Verdict::FailedButArrived {
+            out.verdicts.push(Verdict::FailedButArrived {
                 partition,
                 seq,
                 offset,
@@ -528,7 +560,7 @@ impl Tracker {
         if part.early.len() >= cfg.max_early {
             if let Some((seq, _)) = part.early.pop_first() {
                 part.totals.unmatched += 1;
-                out.push(Verdict::Unmatched { partition, seq });
+                out.verdicts.push(Verdict::Unmatched { partition, seq });
             }
         }
         part.early.insert(
@@ -564,15 +596,12 @@ impl Tracker {
         refused: Refused,
         low: i64,
         high: i64,
-        out: &mut Vec<Verdict>,
+        out: &mut Outcome,
     ) {
         let part = self.parts.entry(partition).or_default();
         let position = part.position;
         if refused.position != position || refused.epoch != part.epoch {
-            out.push(Verdict::Seek {
-                partition,
-                offset: position,
-            });
+            out.seek(partition, position);
             return;
         }
         if position < low {
@@ -582,7 +611,7 @@ impl Tracker {
                     break;
                 };
                 part.totals.expired_unread += 1;
-                out.push(Verdict::ExpiredUnread {
+                out.verdicts.push(Verdict::ExpiredUnread {
                     partition,
                     probe: gone,
                 });
@@ -594,21 +623,18 @@ impl Tracker {
             part.position = high.max(low);
         }
         // Otherwise the refusal was stale (the reader has moved since) or transient: resume.
-        out.push(Verdict::Seek {
-            partition,
-            offset: part.position,
-        });
+        out.seek(partition, part.position);
     }
 
     /// Housekeeping: forgets own probes read back that no report matched in time.
-    pub fn on_tick(&mut self, now_us: i64, out: &mut Vec<Verdict>) {
+    pub fn on_tick(&mut self, now_us: i64, out: &mut Outcome) {
         let horizon = now_us.saturating_sub(self.cfg.unmatched_after_us);
         for (&partition, part) in &mut self.parts {
             part.early.retain(|&seq, e| {
                 let keep = e.arrived_at_us >= horizon;
                 if !keep {
                     part.totals.unmatched += 1;
-                    out.push(Verdict::Unmatched { partition, seq });
+                    out.verdicts.push(Verdict::Unmatched { partition, seq });
                 }
                 keep
             });
@@ -632,11 +658,11 @@ impl Partition {
         partition: i32,
         offset: i64,
         evidence: TruncationEvidence,
-        out: &mut Vec<Verdict>,
+        out: &mut Outcome,
     ) {
         self.epoch += 1;
         self.totals.truncations += 1;
-        out.push(Verdict::Truncation {
+        out.verdicts.push(Verdict::Truncation {
             partition,
             offset,
             evidence,
@@ -649,7 +675,7 @@ impl Partition {
         partition: i32,
         probe: PendingProbe,
         arrived_at_us: i64,
-        out: &mut Vec<Verdict>,
+        out: &mut Outcome,
     ) {
         let e2e_us = arrived_at_us.saturating_sub(probe.produced_at_us).max(0);
         let late = e2e_us > cfg.late_threshold_us;
@@ -676,7 +702,7 @@ impl Partition {
             }
             _ => self.seen.push_back(entry),
         }
-        out.push(Verdict::Delivered {
+        out.verdicts.push(Verdict::Delivered {
             partition,
             seq: probe.seq,
             offset: probe.offset,

@@ -8,6 +8,7 @@
 
 mod coverage;
 mod others;
+mod prober;
 mod reader;
 mod reading;
 mod status;
@@ -15,7 +16,7 @@ mod store;
 mod topology;
 mod verdicts;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,14 +31,13 @@ pub use status::{Health, PartitionStatus, SeqAt, Status, TotalsView};
 pub use store::Store;
 
 use crate::canary::fleet::Fleet;
-use crate::canary::producer::{self, CanaryProducer, Report, SentProbe};
+use crate::canary::producer::Report;
 use crate::canary::topic::{PartitionInfo, TopicError, TopicView};
 use crate::config::Config;
 use crate::kafka::Clients;
-use crate::ledger::{Batch, Loaded, PartitionRow, SavedPartition};
+use crate::ledger::{Batch, Loaded, PartitionRow};
 use crate::metrics::{Metrics, PartitionCells};
-use crate::probe::Probe;
-use crate::tracker::{Ack, PendingProbe, Tracker, TrackerConfig, Verdict};
+use crate::tracker::{Ack, Outcome, PendingProbe, Tracker, TrackerConfig};
 use crate::verifier::{Next, Verifier};
 
 /// Sequence numbers reserved per ledger write. A crash skips at most this many.
@@ -102,32 +102,30 @@ pub enum AgentError {
     Store(#[source] std::io::Error),
 }
 
+/// The loop's state, in parts that each own one concern: probing ([`prober::Prober`]),
+/// reading back ([`reader::Reader`]), accounting (the tracker, the per-partition state, the
+/// batch for the ledger), finding partitions ([`topology::Discovery`]), keeping the topic
+/// covered ([`coverage::Reconcile`]) and the fleet ([`Fleet`], [`others::Others`]). The
+/// handlers that tie them together are named after the event they handle (`on_report`,
+/// `on_next`, `on_background`, `send_probes`, `housekeeping`, `flush`).
 pub struct Agent {
     cfg: Config,
     topic: String,
     instance: Uuid,
     clients: Clients,
     tracker: Tracker,
-    producer: Arc<CanaryProducer>,
-    reports: mpsc::UnboundedReceiver<Report>,
-    /// Why the producer refused a probe in a way it never recovers from, if it did.
-    producer_refuses: Option<String>,
-    /// When the current producer was created.
-    producer_since: Instant,
-    /// Kept to build a replacement producer after a fatal error.
-    report_tx: mpsc::UnboundedSender<Report>,
+    /// The canary producer and its delivery reports.
+    prober: prober::Prober,
     /// The verifier and the commands that move it.
     reader: reader::Reader,
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
     status: watch::Sender<Arc<Status>>,
-    saved: BTreeMap<i32, SavedPartition>,
     parts: BTreeMap<i32, PartState>,
-    starting: BTreeSet<i32>,
     batch: Batch,
-    verdicts: Vec<Verdict>,
-    payload: Vec<u8>,
+    /// What the tracker decided in the event being handled (applied by `apply_outcome`).
+    outcome: Outcome,
     /// Other instances seen on the canary topic, and their probe counters.
     others: others::Others,
     /// Agents seen probing, and this agent's probe interval (`canary::fleet`).
@@ -135,10 +133,8 @@ pub struct Agent {
     started: Instant,
     bg_tx: mpsc::Sender<Background>,
     bg_rx: mpsc::Receiver<Background>,
-    metadata_loaded: bool,
-    /// A metadata refresh is waiting for its answer.
-    metadata_in_flight: bool,
-    creating: bool,
+    /// The canary topic's partitions as metadata is found.
+    discovery: topology::Discovery,
     reconcile: coverage::Reconcile,
 }
 
@@ -155,10 +151,15 @@ impl Agent {
         status: watch::Sender<Arc<Status>>,
     ) -> Result<Agent, AgentError> {
         let refused = |e: KafkaError| AgentError::Client(clients.scrub(&e.to_string()));
-        let (report_tx, reports) = mpsc::unbounded_channel();
         let timeout_ms = u64::try_from(cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
-        let producer =
-            Arc::new(producer::create(&clients, timeout_ms, report_tx.clone()).map_err(refused)?);
+        let prober = prober::Prober::new(
+            &clients,
+            loaded.instance,
+            &cfg.canary.topic,
+            cfg.canary.payload_bytes,
+            timeout_ms,
+        )
+        .map_err(refused)?;
         let verifier =
             Verifier::create(&clients, &cfg.canary.topic, loaded.instance).map_err(refused)?;
         let tracker = Tracker::new(TrackerConfig {
@@ -192,20 +193,16 @@ impl Agent {
             instance: loaded.instance,
             clients,
             tracker,
-            producer,
-            reports,
-            report_tx,
+            prober,
             reader: reader::Reader::new(verifier, bg_tx.clone()),
             store,
             metrics,
             health,
             status,
-            saved: loaded.partitions,
+            discovery: topology::Discovery::new(loaded.partitions),
             parts: BTreeMap::new(),
-            starting: BTreeSet::new(),
             batch: Batch::default(),
-            verdicts: Vec::new(),
-            payload: Vec::new(),
+            outcome: Outcome::default(),
             others,
             fleet: Fleet::new(
                 loaded.instance,
@@ -215,12 +212,7 @@ impl Agent {
             started: Instant::now(),
             bg_tx,
             bg_rx,
-            metadata_loaded: false,
-            metadata_in_flight: false,
-            creating: false,
             reconcile: coverage::Reconcile::new(cfg.canary.manage_topic),
-            producer_refuses: None,
-            producer_since: Instant::now(),
             cfg,
         })
     }
@@ -252,8 +244,7 @@ impl Agent {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                // Never 0: the agent holds a sender (`report_tx`), so the channel stays open.
-                _ = self.reports.recv_many(&mut reports, REPORT_BATCH) => {
+                _ = self.prober.reports(&mut reports, REPORT_BATCH) => {
                     self.consistently(|a| reports.drain(..).for_each(|r| a.on_report(r)));
                 }
                 _ = probe_tick.tick() => self.send_probes().await,
@@ -304,33 +295,10 @@ impl Agent {
         self.reader.start_seeks();
     }
 
-    /// Replaces a producer that hit a fatal error. The old one is dropped on the blocking pool
-    /// (dropping purges its queue, which reports the purged probes as failed).
-    fn replace_fatal_producer(&mut self) {
-        let refused = self.producer_refuses.take();
-        let Some(fatal) = producer::fatal_error(&self.producer).or(refused) else {
-            return;
-        };
-        tracing::error!(
-            error = fatal,
-            "fatal producer error; recreating the producer"
-        );
-        let timeout_ms =
-            u64::try_from(self.cfg.canary.delivery_timeout.as_millis()).unwrap_or(u64::MAX);
-        match producer::create(&self.clients, timeout_ms, self.report_tx.clone()) {
-            Ok(p) => {
-                let old = std::mem::replace(&mut self.producer, Arc::new(p));
-                self.producer_since = Instant::now();
-                tokio::task::spawn_blocking(move || drop(old));
-                self.metrics.producer_restarts.inc();
-                tracing::warn!("canary producer recreated after a fatal error");
-            }
-            Err(error) => tracing::error!(%error, "cannot recreate the canary producer"),
-        }
-    }
-
     async fn send_probes(&mut self) {
-        self.replace_fatal_producer();
+        if self.prober.replace_if_fatal() {
+            self.metrics.producer_restarts.inc();
+        }
         let now = now_us();
         let producing: Vec<(i32, Arc<PartitionCells>)> = self
             .parts
@@ -346,22 +314,9 @@ impl Agent {
             let Some(seq) = self.alloc_seq(p).await else {
                 continue;
             };
-            Probe {
-                instance: self.instance,
-                partition: p,
-                seq,
-                produced_at_us: now,
-            }
-            .encode_into(self.cfg.canary.payload_bytes, &mut self.payload);
-            let sent = SentProbe {
-                partition: p,
-                seq,
-                produced_at_us: now,
-                sent_at: Instant::now(),
-                sent_epoch: self.tracker.epoch(p),
-            };
             cells.sent.inc();
-            if let Err(failed) = producer::send(&self.producer, &self.topic, &self.payload, sent) {
+            let epoch = self.tracker.epoch(p);
+            if let Err(failed) = self.prober.send(p, seq, now, epoch) {
                 self.on_report(failed);
             }
         }
@@ -411,7 +366,7 @@ impl Agent {
                     produced_at_us: probe.produced_at_us,
                     sent_epoch: probe.sent_epoch,
                 };
-                self.tracker.on_ack(p, ack, now, &mut self.verdicts);
+                self.tracker.on_ack(p, ack, now, &mut self.outcome);
                 // Saved as pending; a verdict in the same batch removes it again if resolved.
                 self.batch.inserted.push((
                     p,
@@ -436,12 +391,7 @@ impl Agent {
                 reason,
                 code,
             } => {
-                if code.is_some_and(producer::is_unusable) && probe.sent_at >= self.producer_since {
-                    // The current producer's id or epoch is no longer accepted. librdkafka does
-                    // not always flag this as fatal, yet every later probe fails the same way:
-                    // replace the producer at the next tick.
-                    self.producer_refuses = Some(format!("probe refused: {code:?}"));
-                }
+                self.prober.note_failure(code, probe.sent_at);
                 let p = probe.partition;
                 self.cells(p).send_failed(reason).inc();
                 if let Some(st) = self.parts.get_mut(&p) {
@@ -455,11 +405,10 @@ impl Agent {
                     stage = "producer",
                     "probe send failed"
                 );
-                self.tracker
-                    .on_send_failed(p, probe.seq, &mut self.verdicts);
+                self.tracker.on_send_failed(p, probe.seq, &mut self.outcome);
             }
         }
-        self.emit_verdicts();
+        self.apply_outcome();
         if let Some(p) = touched {
             self.refresh_pending(p);
         }
@@ -540,17 +489,20 @@ impl Agent {
         let grace = self.cfg.shutdown.grace;
         let deadline = tokio::time::Instant::now() + grace.mul_f64(0.8);
         tracing::info!(
-            in_flight = rdkafka::producer::Producer::in_flight_count(&*self.producer),
+            in_flight = self.prober.in_flight(),
             "shutting down: draining delivery reports"
         );
         self.health.set_not_ready("shutting down");
         self.metrics.ready.set(0);
+        let mut reports = Vec::with_capacity(REPORT_BATCH);
         loop {
-            if rdkafka::producer::Producer::in_flight_count(&*self.producer) == 0 {
+            if self.prober.in_flight() == 0 {
                 break;
             }
             tokio::select! {
-                Some(r) = self.reports.recv() => self.on_report(r),
+                n = self.prober.reports(&mut reports, REPORT_BATCH) => {
+                    reports.drain(..n).for_each(|r| self.on_report(r));
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("grace period over with delivery reports outstanding");
                     break;
@@ -558,7 +510,7 @@ impl Agent {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
-        while let Ok(r) = self.reports.try_recv() {
+        while let Some(r) = self.prober.try_report() {
             self.on_report(r);
         }
         self.reader.start_seeks();

@@ -49,8 +49,8 @@ impl Agent {
             Fetched::Record(msg) => {
                 let record = self.classify(p, msg.payload());
                 self.tracker
-                    .on_record(p, msg.offset(), record, now_us(), &mut self.verdicts);
-                self.emit_verdicts();
+                    .on_record(p, msg.offset(), record, now_us(), &mut self.outcome);
+                self.apply_outcome();
             }
             Fetched::OutOfRange => {
                 self.metrics

@@ -115,8 +115,8 @@ impl Agent {
         self.metrics
             .probe_interval
             .set(self.fleet.interval().as_secs_f64());
-        self.tracker.on_tick(now, &mut self.verdicts);
-        self.emit_verdicts();
+        self.tracker.on_tick(now, &mut self.outcome);
+        self.apply_outcome();
         if std::mem::take(&mut self.reader.assign_due) {
             self.reassign();
         }

@@ -2,19 +2,48 @@
 //! their end, saved ones resume from the ledger), leaders, a missing topic, and the
 //! verifier's assignment.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use rdkafka::consumer::Consumer;
 
 use super::{Agent, Background, PartState, KAFKA_TIMEOUT};
 use crate::canary::topic::{self, PartitionInfo, TopicError, TopicView};
+use crate::ledger::SavedPartition;
+
+/// Where finding the canary topic's partitions stands.
+pub(super) struct Discovery {
+    /// Partitions restored from the ledger that metadata has not shown yet.
+    saved: BTreeMap<i32, SavedPartition>,
+    /// New partitions whose start (their log end) is being read.
+    starting: BTreeSet<i32>,
+    /// Metadata has been seen at least once.
+    loaded: bool,
+    /// A metadata refresh is waiting for its answer.
+    in_flight: bool,
+    /// The topic is being created.
+    creating: bool,
+}
+
+impl Discovery {
+    pub(super) fn new(saved: BTreeMap<i32, SavedPartition>) -> Discovery {
+        Discovery {
+            saved,
+            starting: BTreeSet::new(),
+            loaded: false,
+            in_flight: false,
+            creating: false,
+        }
+    }
+}
 
 impl Agent {
     pub(super) fn refresh_metadata(&mut self) {
         // While a broker does not answer, one request waits out its timeout; the ticks in
         // between do not pile more blocking requests on top of it.
-        if self.metadata_in_flight {
+        if self.discovery.in_flight {
             return;
         }
-        self.metadata_in_flight = true;
+        self.discovery.in_flight = true;
         let consumer = self.reader.consumer().clone();
         let topic = self.topic.clone();
         let tx = self.bg_tx.clone();
@@ -26,7 +55,7 @@ impl Agent {
 
     pub(super) fn on_background(&mut self, bg: Background) {
         if matches!(bg, Background::Metadata(_)) {
-            self.metadata_in_flight = false;
+            self.discovery.in_flight = false;
         }
         match bg {
             Background::Metadata(Ok(view)) => self.on_metadata(view),
@@ -34,16 +63,16 @@ impl Agent {
             Background::Metadata(Err(error)) => {
                 self.metrics.metadata_errors.inc();
                 tracing::warn!(%error, "canary topic metadata refresh failed");
-                if !self.metadata_loaded {
+                if !self.discovery.loaded {
                     self.health.set_not_ready(error.to_string());
                 }
             }
             Background::Created(res) => {
-                self.creating = false;
+                self.discovery.creating = false;
                 match res {
                     Ok(()) => {
                         // A refresh still in flight may predate the creation: ask again now.
-                        self.metadata_in_flight = false;
+                        self.discovery.in_flight = false;
                         self.refresh_metadata();
                     }
                     Err(error) => {
@@ -54,10 +83,10 @@ impl Agent {
             }
             Background::Starts(starts) => {
                 for (p, info, res) in starts {
-                    self.starting.remove(&p);
+                    self.discovery.starting.remove(&p);
                     match res {
                         Ok(high) => {
-                            let saved = self.saved.remove(&p).unwrap_or_default();
+                            let saved = self.discovery.saved.remove(&p).unwrap_or_default();
                             self.tracker.add_partition(p, high);
                             self.adopt(
                                 p,
@@ -100,8 +129,8 @@ impl Agent {
             } => match result {
                 Ok((low, high)) => {
                     self.tracker
-                        .on_out_of_range(partition, refused, low, high, &mut self.verdicts);
-                    self.emit_verdicts();
+                        .on_out_of_range(partition, refused, low, high, &mut self.outcome);
+                    self.apply_outcome();
                     self.refresh_pending(partition);
                 }
                 Err(error) => {
@@ -131,10 +160,10 @@ impl Agent {
         }
         self.health
             .set_not_ready(format!("canary topic {topic} does not exist; creating it"));
-        if self.creating {
+        if self.discovery.creating {
             return;
         }
-        self.creating = true;
+        self.discovery.creating = true;
         let consumer = self.reader.consumer().clone();
         let clients = self.clients.clone();
         let c = &self.cfg.canary;
@@ -163,14 +192,14 @@ impl Agent {
     }
 
     pub(super) fn on_metadata(&mut self, view: TopicView) {
-        if !self.metadata_loaded {
+        if !self.discovery.loaded {
             tracing::info!(
                 partitions = view.partitions.len(),
                 brokers = view.brokers.len(),
                 "canary topic metadata loaded"
             );
         }
-        self.metadata_loaded = true;
+        self.discovery.loaded = true;
         self.health.set_ready();
         self.on_coverage(&view);
         self.metrics.ready.set(1);
@@ -210,10 +239,10 @@ impl Agent {
                 st.producing = true;
                 continue;
             }
-            if self.starting.contains(&p) {
+            if self.discovery.starting.contains(&p) {
                 continue;
             }
-            match self.saved.remove(&p) {
+            match self.discovery.saved.remove(&p) {
                 Some(saved) if saved.snapshot.position >= 0 => {
                     let n = saved.snapshot.pending.len();
                     self.cells(p)
@@ -232,7 +261,7 @@ impl Agent {
                 }
                 other => {
                     if let Some(s) = other {
-                        self.saved.insert(p, s);
+                        self.discovery.saved.insert(p, s);
                     }
                     fresh.push((p, info.clone()));
                 }
@@ -251,9 +280,11 @@ impl Agent {
             self.reassign();
         }
         if !fresh.is_empty() {
-            self.starting.extend(fresh.iter().map(|(p, _)| *p));
+            self.discovery
+                .starting
+                .extend(fresh.iter().map(|(p, _)| *p));
             let consumer = self.reader.consumer().clone();
-            let producer = self.producer.clone();
+            let producer = self.prober.producer();
             let topic = self.topic.clone();
             let tx = self.bg_tx.clone();
             tokio::task::spawn_blocking(move || {

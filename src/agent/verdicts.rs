@@ -7,18 +7,18 @@ use crate::tracker::{PendingProbe, Verdict};
 use super::{now_us, Agent, SeqAt};
 
 impl Agent {
-    /// Applies the verdicts collected in `self.verdicts`. A seek is a command for the
-    /// reader, not telemetry: it goes to the reader, which runs it off the runtime.
-    pub(super) fn emit_verdicts(&mut self) {
-        let verdicts = std::mem::take(&mut self.verdicts);
-        for v in &verdicts {
-            match *v {
-                Verdict::Seek { partition, offset } => self.reader.seek(partition, offset),
-                v => self.emit(v),
-            }
+    /// Applies what the tracker decided: the seeks go to the reader (a command, run off the
+    /// runtime once the scrape lock is released), the verdicts to telemetry and the ledger.
+    pub(super) fn apply_outcome(&mut self) {
+        for seek in self.outcome.seeks.drain(..) {
+            self.reader.seek(seek.partition, seek.offset);
         }
-        self.verdicts = verdicts;
-        self.verdicts.clear();
+        let verdicts = std::mem::take(&mut self.outcome.verdicts);
+        for &v in &verdicts {
+            self.emit(v);
+        }
+        self.outcome.verdicts = verdicts;
+        self.outcome.verdicts.clear();
     }
 
     /// Queues a loss event for the ledger (and so for `/api/losses` and `losswatch report`).
@@ -144,8 +144,6 @@ impl Agent {
                     evidence.as_str(),
                 );
             }
-            // A reader command, handed to the reader by `emit_verdicts`.
-            Verdict::Seek { .. } => {}
             Verdict::Unmatched { partition, seq } => {
                 self.cells(partition).unmatched.inc();
                 tracing::debug!(

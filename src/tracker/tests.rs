@@ -29,7 +29,7 @@ fn ack(
     broker: i32,
     produced_at_us: i64,
     now: i64,
-    out: &mut Vec<Verdict>,
+    out: &mut Outcome,
 ) {
     let sent_epoch = t.epoch(P);
     t.on_ack(
@@ -46,31 +46,37 @@ fn ack(
     );
 }
 
-fn kinds(v: &[Verdict]) -> Vec<&'static str> {
-    v.iter()
+/// The kinds of the verdicts in `out`, in order.
+fn kinds(out: &Outcome) -> Vec<&'static str> {
+    out.verdicts
+        .iter()
         .map(|v| match v {
             Verdict::Delivered { .. } => "delivered",
             Verdict::Duplicate { .. } => "duplicate",
             Verdict::Lost { .. } => "lost",
             Verdict::ExpiredUnread { .. } => "expired",
             Verdict::Truncation { .. } => "truncation",
-            Verdict::Seek { .. } => "seek",
             Verdict::Unmatched { .. } => "unmatched",
             Verdict::FailedButArrived { .. } => "failed_arrived",
         })
         .collect()
 }
 
+/// Where the reader was told to continue, in order.
+fn seeks(out: &Outcome) -> Vec<i64> {
+    out.seeks.iter().map(|s| s.offset).collect()
+}
+
 #[test]
 fn ack_then_read_is_delivered() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 10);
     ack(&mut t, 1, 10, 2, 0, 1_000, &mut out);
     t.on_record(P, 10, own(1), 2_000, &mut out);
     assert_eq!(kinds(&out), ["delivered"]);
     assert!(matches!(
-        out[0],
+        out.verdicts[0],
         Verdict::Delivered {
             broker: 2,
             e2e_us: 2_000,
@@ -85,27 +91,30 @@ fn ack_then_read_is_delivered() {
 #[test]
 fn read_before_ack_is_delivered_not_lost() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     t.on_record(P, 0, own(7), 1_000, &mut out);
     t.on_record(P, 1, Record::Other, 1_000, &mut out);
     ack(&mut t, 7, 0, 1, 0, 9_000, &mut out);
     assert_eq!(kinds(&out), ["delivered"]);
     // e2e is measured at arrival, not at the late ack.
-    assert!(matches!(out[0], Verdict::Delivered { e2e_us: 1_000, .. }));
+    assert!(matches!(
+        out.verdicts[0],
+        Verdict::Delivered { e2e_us: 1_000, .. }
+    ));
 }
 
 #[test]
 fn late_and_reordered_are_flagged() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     ack(&mut t, 2, 0, 1, 0, 0, &mut out);
     ack(&mut t, 1, 1, 1, 0, 0, &mut out);
     t.on_record(P, 0, own(2), 1_000, &mut out);
     t.on_record(P, 1, own(1), 6_000, &mut out);
     assert!(matches!(
-        out[1],
+        out.verdicts[1],
         Verdict::Delivered {
             late: true,
             reordered: true,
@@ -119,13 +128,13 @@ fn late_and_reordered_are_flagged() {
 #[test]
 fn skipped_offset_is_lost_and_attributed() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     ack(&mut t, 1, 3, 2, 0, 0, &mut out);
     t.on_record(P, 4, Record::Other, 0, &mut out);
     assert_eq!(kinds(&out), ["lost"]);
     assert!(matches!(
-        out[0],
+        out.verdicts[0],
         Verdict::Lost {
             probe: PendingProbe {
                 seq: 1,
@@ -142,7 +151,7 @@ fn skipped_offset_is_lost_and_attributed() {
 #[test]
 fn append_below_acked_proves_truncation_once() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     for (seq, off) in [(1, 5), (2, 6), (3, 7)] {
         ack(&mut t, seq, off, 1, 0, 0, &mut out);
@@ -162,13 +171,14 @@ fn append_below_acked_proves_truncation_once() {
 #[test]
 fn append_below_read_position_rewinds() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     for o in 0..10 {
         t.on_record(P, o, Record::Other, 0, &mut out);
     }
     ack(&mut t, 1, 4, 1, 0, 0, &mut out);
-    assert_eq!(kinds(&out), ["seek", "truncation"]);
+    assert_eq!(kinds(&out), ["truncation"]);
+    assert_eq!(seeks(&out), [4]);
     assert_eq!(t.position(P), Some(4));
     t.on_record(P, 4, own(1), 0, &mut out);
     assert_eq!(t.totals(P).received, 1);
@@ -177,12 +187,13 @@ fn append_below_read_position_rewinds() {
 #[test]
 fn out_of_range_below_start_is_expired_unread() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     ack(&mut t, 1, 0, 1, 0, 0, &mut out);
     ack(&mut t, 2, 1, 1, 0, 0, &mut out);
     t.on_out_of_range(P, t.refused(P), 1, 5, &mut out);
-    assert_eq!(kinds(&out), ["expired", "seek"]);
+    assert_eq!(kinds(&out), ["expired"]);
+    assert_eq!(seeks(&out), [1]);
     assert_eq!(t.totals(P).expired_unread, 1);
     assert_eq!(t.totals(P).lost, 0);
     assert_eq!(t.position(P), Some(1));
@@ -191,11 +202,12 @@ fn out_of_range_below_start_is_expired_unread() {
 #[test]
 fn out_of_range_above_end_counts_truncation_but_no_loss_yet() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 100);
     ack(&mut t, 1, 100, 1, 0, 0, &mut out);
     t.on_out_of_range(P, t.refused(P), 0, 0, &mut out);
-    assert_eq!(kinds(&out), ["truncation", "seek"]);
+    assert_eq!(kinds(&out), ["truncation"]);
+    assert_eq!(seeks(&out), [0]);
     assert_eq!(t.totals(P).lost, 0);
     // The next append proves the loss, without counting the truncation again.
     ack(&mut t, 2, 0, 1, 0, 0, &mut out);
@@ -206,10 +218,11 @@ fn out_of_range_above_end_counts_truncation_but_no_loss_yet() {
 #[test]
 fn stale_out_of_range_only_resumes() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 5);
     t.on_out_of_range(P, t.refused(P), 0, 10, &mut out);
-    assert_eq!(kinds(&out), ["seek"]);
+    assert!(kinds(&out).is_empty());
+    assert_eq!(seeks(&out), [5]);
 }
 
 /// The restart on an empty cluster: the fetch at the saved position is refused, and while
@@ -218,16 +231,18 @@ fn stale_out_of_range_only_resumes() {
 #[test]
 fn watermarks_read_before_a_rewind_count_nothing() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 100);
     ack(&mut t, 1, 100, 1, 0, 0, &mut out);
     let refused = t.refused(P);
     ack(&mut t, 2, 0, 1, 0, 0, &mut out);
-    assert_eq!(kinds(&out), ["lost", "seek", "truncation"]);
+    assert_eq!(kinds(&out), ["lost", "truncation"]);
+    assert_eq!(seeks(&out), [0]);
     t.on_record(P, 0, own(2), 0, &mut out);
     out.clear();
     t.on_out_of_range(P, refused, 0, 0, &mut out);
-    assert_eq!(kinds(&out), ["seek"]);
+    assert!(kinds(&out).is_empty());
+    assert_eq!(seeks(&out), [1]);
     assert_eq!(t.position(P), Some(1));
     let tot = t.totals(P);
     assert_eq!((tot.truncations, tot.lost, tot.received), (1, 1, 1));
@@ -236,7 +251,7 @@ fn watermarks_read_before_a_rewind_count_nothing() {
 #[test]
 fn duplicate_and_reread() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     ack(&mut t, 1, 0, 1, 0, 0, &mut out);
     t.on_record(P, 0, own(1), 0, &mut out);
@@ -251,7 +266,7 @@ fn duplicate_and_reread() {
 fn the_duplicate_window_is_bounded_and_still_recognises_duplicates() {
     let window = TrackerConfig::default().seen_window;
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     let n = 10 * window as u64;
     for offset in 0..n as i64 {
@@ -292,7 +307,7 @@ fn the_duplicate_window_is_bounded_and_still_recognises_duplicates() {
 #[test]
 fn failed_send_that_landed_is_recognised() {
     let mut t = tracker();
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     t.on_send_failed(P, 3, &mut out);
     t.on_record(P, 0, own(3), 0, &mut out);
@@ -308,7 +323,7 @@ fn unmatched_reads_are_forgotten_after_a_while() {
         unmatched_after_us: 1_000,
         ..TrackerConfig::default()
     });
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     t.on_record(P, 0, own(1), 0, &mut out);
     t.on_tick(500, &mut out);
@@ -323,7 +338,7 @@ fn pending_is_bounded() {
         max_pending: 2,
         ..TrackerConfig::default()
     });
-    let mut out = vec![];
+    let mut out = Outcome::default();
     t.add_partition(P, 0);
     assert!(t.can_send(P));
     ack(&mut t, 1, 0, 1, 0, 0, &mut out);
@@ -476,7 +491,7 @@ fn step(
     op: &Op,
     saved: &mut Option<PartitionSnapshot>,
 ) -> Vec<Verdict> {
-    let mut out = vec![];
+    let mut out = Outcome::default();
     sim.now += 1_000;
     let now = sim.now;
     match *op {
@@ -565,12 +580,10 @@ fn step(
             sim.reader = t.position(P).unwrap_or(sim.end);
         }
     }
-    for v in &out {
-        if let Verdict::Seek { offset, .. } = v {
-            sim.reader = *offset;
-        }
+    if let Some(seek) = out.seeks.last() {
+        sim.reader = seek.offset;
     }
-    out
+    out.verdicts
 }
 
 /// Delivers all reports, sends one more probe, and reads to the end: after this nothing acked
