@@ -105,8 +105,8 @@ async fn handle(state: AppState, req: Request<Incoming>) -> Result<Resp, Infalli
             // About 2 ms of CPU at 1 000 canary partitions (`benches/scrape.rs`), and a wait
             // for the scrape lock: on a blocking thread, so a scrape never holds a runtime
             // worker the agent loop could run on.
-            let s = state.clone();
             let res = tokio::task::spawn_blocking(move || {
+                let s = &state;
                 crate::metrics::render_scrape(&s.registry, &s.scrape_lock, &s.partitions, &s.lag)
             })
             .await;
